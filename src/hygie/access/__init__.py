@@ -1,0 +1,1 @@
+"""Identity and access: actors, scopes, the policy decision, API clients."""

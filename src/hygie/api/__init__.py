@@ -1,0 +1,1 @@
+"""HTTP interface: OAuth2 token endpoint and the FHIR R4 REST API."""

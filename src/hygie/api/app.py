@@ -1,0 +1,50 @@
+"""The ASGI application, built from settings: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from hygie import __version__
+from hygie.api import auth, errors, fhir
+from hygie.api.middleware import HygieMiddleware
+from hygie.api.state import Runtime
+from hygie.crypto import Keyring
+from hygie.errors import ConfigError
+from hygie.fhir.validation import resource_types
+from hygie.gate import Gate
+from hygie.settings import Settings
+from hygie.store.db import current_revision, head_revision, make_engine, transaction
+
+log = logging.getLogger("hygie")
+
+
+def open_runtime(settings: Settings, keyring: Keyring | None = None) -> Runtime:
+    """Engine, keyring check and gate for an instance (shared by the API and the CLI)."""
+    engine = make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+    revision = current_revision(engine)
+    if revision != head_revision():
+        engine.dispose()
+        raise ConfigError("the database schema is not initialised or not up to date "
+                          "(run 'hygie init' for a new instance)")
+    keyring = keyring or Keyring.load(settings.key_source)
+    gate = Gate(engine, keyring, settings.tenant)
+    with transaction(engine) as conn:
+        gate.keys.verify_keyring(conn)
+        gate.keys.indexer(conn)
+    return Runtime(settings=settings, engine=engine, gate=gate)
+
+
+def create_app(settings: Settings, *, keyring: Keyring | None = None) -> FastAPI:
+    runtime = open_runtime(settings, keyring)
+    resource_types()  # load the FHIR models now, not on the first request
+    app = FastAPI(title="Hygie", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")
+    app.state.runtime = runtime
+    errors.install(app)
+    app.include_router(auth.router)
+    app.include_router(fhir.public)
+    app.include_router(fhir.router)
+    app.add_middleware(HygieMiddleware, max_body=settings.max_body_bytes)
+    return app

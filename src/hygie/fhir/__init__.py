@@ -1,0 +1,1 @@
+"""FHIR helpers on plain resource dicts: identifiers, search parameters, patient compartment."""

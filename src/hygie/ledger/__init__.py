@@ -1,0 +1,1 @@
+"""Traceability: the audit trail (and the Merkle ledger that will replace it)."""

@@ -1,0 +1,41 @@
+"""The audit trail (append-only table): who did what, to which record, when, with what outcome.
+
+Entries are written in the same transaction as the data they describe; a failed or denied
+attempt is written in a transaction of its own. Nothing here holds health data: ids, types,
+actions and stable reason codes only. (The tamper-evident Merkle ledger replaces this table.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from hygie.store.db import now_us
+from hygie.store.tables import audit_event
+
+SUCCESS = "success"
+DENIED = "denied"
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    actor: str
+    actor_kind: str
+    action: str
+    outcome: str
+    rtype: str | None = None
+    rid: str | None = None
+    patient: str | None = None
+    code: str | None = None
+    request_id: str | None = None
+    client_address: str | None = None
+
+
+def append(conn: Connection, tenant: str, entries: Iterable[AuditEntry]) -> None:
+    at = now_us()
+    rows = [{"at": at, "tenant": tenant, **e.__dict__} for e in entries]
+    if rows:
+        conn.execute(audit_event.insert(), rows)

@@ -1,0 +1,1 @@
+"""Records domain: bundles (batch/transaction), import and export of FHIR data."""

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, the encrypted resource repository, data keys."""

@@ -1,0 +1,273 @@
+"""The encrypted resource repository: versions, history, search indexes.
+
+Callers are the gate only (DESIGN.md: one door to patient data). Every function takes the
+connection of the caller's transaction, so data and audit entry commit together.
+
+A stored body is the resource's JSON sealed with the data key of its patient compartment (or the
+tenant key), with associated data ``(tenant, type, id, version)``: a body copied or swapped onto
+another row fails to open, and that failure is an :class:`IntegrityFailure`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    delete,
+    func,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from hygie.errors import Conflict, PreconditionFailed
+from hygie.fhir.compartment import patient_of
+from hygie.fhir.search import DateClause, SearchQuery
+from hygie.fhir.searchparams import extract
+from hygie.store.db import now_us
+from hygie.store.keys import TENANT_OWNER, KeyStore, patient_owner
+from hygie.store.tables import data_key, resource, search_date, search_hash, search_ref
+
+_ROW_COLUMNS = (
+    resource.c.rtype, resource.c.rid, resource.c.version, resource.c.lu, resource.c.deleted,
+    resource.c.patient, resource.c.body, resource.c.dek_id,
+    data_key.c.kek_version, data_key.c.wrapped, data_key.c.owner,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    rtype: str
+    rid: str
+    version: int
+    lu: int
+    deleted: bool
+    patient: str | None
+    body: bytes | None
+    dek_id: int
+    kek_version: int
+    wrapped: bytes | None
+    owner: str
+
+    @property
+    def last_updated(self) -> str:
+        return instant(self.lu)
+
+
+def instant(us: int) -> str:
+    """FHIR instant (UTC, microseconds) from epoch microseconds."""
+    return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _row(r: Any) -> StoredVersion:
+    return StoredVersion(r.rtype, r.rid, r.version, r.lu, r.deleted, r.patient, r.body, r.dek_id,
+                         r.kek_version, r.wrapped, r.owner)
+
+
+class ResourceRepository:
+    def __init__(self, keys: KeyStore, tenant: str) -> None:
+        self.keys = keys
+        self.tenant = tenant
+
+    def _aad(self, rtype: str, rid: str, version: int) -> bytes:
+        return f"hygie/res/1\x00{self.tenant}\x00{rtype}\x00{rid}\x00{version}".encode()
+
+    def _select(self) -> Select[Any]:
+        return (select(*_ROW_COLUMNS)
+                .join(data_key, data_key.c.id == resource.c.dek_id)
+                .where(resource.c.tenant == self.tenant))
+
+    # -- reads ------------------------------------------------------------------------------
+    def current(self, conn: Connection, rtype: str, rid: str) -> StoredVersion | None:
+        r = conn.execute(self._select().where(
+            resource.c.rtype == rtype, resource.c.rid == rid, resource.c.current.is_(True))).first()
+        return _row(r) if r else None
+
+    def version(self, conn: Connection, rtype: str, rid: str, version: int) -> StoredVersion | None:
+        r = conn.execute(self._select().where(
+            resource.c.rtype == rtype, resource.c.rid == rid, resource.c.version == version)).first()
+        return _row(r) if r else None
+
+    def history(self, conn: Connection, rtype: str, rid: str) -> list[StoredVersion]:
+        rows = conn.execute(self._select().where(resource.c.rtype == rtype, resource.c.rid == rid)
+                            .order_by(resource.c.version.desc())).all()
+        return [_row(r) for r in rows]
+
+    def decrypt(self, row: StoredVersion) -> bytes:
+        """The resource JSON of a stored version. Raises Erased or IntegrityFailure."""
+        key = self.keys.open(row.dek_id, row.kek_version, row.wrapped, row.owner)
+        if row.body is None:
+            from hygie.errors import IntegrityFailure
+
+            raise IntegrityFailure("stored data failed its integrity check")
+        return key.open(row.body, self._aad(row.rtype, row.rid, row.version))
+
+    def compartment(self, conn: Connection, patient_id: str, *, limit: int, offset: int
+                    ) -> tuple[list[StoredVersion], int]:
+        cond = and_(resource.c.tenant == self.tenant, resource.c.patient == patient_id,
+                    resource.c.current.is_(True), resource.c.deleted.is_(False))
+        total = conn.execute(select(func.count()).select_from(resource).where(cond)).scalar_one()
+        rows = conn.execute(
+            self._select().where(cond)
+            .order_by(resource.c.rtype != "Patient", resource.c.rtype, resource.c.lu,
+                      resource.c.rid)
+            .limit(limit).offset(offset)).all()
+        return [_row(r) for r in rows], int(total)
+
+    # -- writes ------------------------------------------------------------------------------
+    def _current_for_update(self, conn: Connection, rtype: str, rid: str) -> Any:
+        stmt = select(resource.c.version, resource.c.deleted).where(
+            resource.c.tenant == self.tenant, resource.c.rtype == rtype, resource.c.rid == rid,
+            resource.c.current.is_(True))
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).first()
+
+    def put(self, conn: Connection, rtype: str, rid: str, body: dict[str, Any], *,
+            if_match: int | None = None, create_only: bool = False,
+            ) -> tuple[StoredVersion, bytes, bool]:
+        """Write a new version of ``rtype/rid``. Returns (row, resource JSON, created)."""
+        cur = self._current_for_update(conn, rtype, rid)
+        if create_only and cur is not None:
+            raise Conflict("a resource with this id already exists")
+        if if_match is not None and (cur is None or cur.version != if_match):
+            raise PreconditionFailed("the resource was changed since the version given in "
+                                     "If-Match")
+        version = 1 if cur is None else cur.version + 1
+        lu = now_us()
+        meta = dict(body.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = instant(lu)
+        body["id"] = rid
+        body["meta"] = meta
+        patient = patient_of(body)
+        owner = patient_owner(patient) if patient else TENANT_OWNER
+        dek_id, key = self.keys.ensure(conn, owner)
+        plain = orjson.dumps(body)
+        sealed = key.seal(plain, self._aad(rtype, rid, version))
+        if cur is not None:
+            conn.execute(update(resource).where(
+                resource.c.tenant == self.tenant, resource.c.rtype == rtype,
+                resource.c.rid == rid, resource.c.current.is_(True)).values(current=False))
+        try:
+            conn.execute(resource.insert().values(
+                tenant=self.tenant, rtype=rtype, rid=rid, version=version, lu=lu,
+                current=True, deleted=False, patient=patient, dek_id=dek_id, body=sealed))
+        except IntegrityError:
+            raise Conflict("the resource was changed concurrently; retry") from None
+        self._reindex(conn, rtype, rid, body)
+        row = StoredVersion(rtype, rid, version, lu, False, patient, sealed, dek_id, 0, None, owner)
+        return row, plain, cur is None or cur.deleted
+
+    def delete(self, conn: Connection, rtype: str, rid: str) -> StoredVersion | None:
+        """Mark ``rtype/rid`` deleted (a new version with no body). None if nothing to delete."""
+        cur = self.current(conn, rtype, rid)
+        if cur is None or cur.deleted:
+            return None
+        version = cur.version + 1
+        lu = now_us()
+        conn.execute(update(resource).where(
+            resource.c.tenant == self.tenant, resource.c.rtype == rtype, resource.c.rid == rid,
+            resource.c.current.is_(True)).values(current=False))
+        conn.execute(resource.insert().values(
+            tenant=self.tenant, rtype=rtype, rid=rid, version=version, lu=lu, current=True,
+            deleted=True, patient=cur.patient, dek_id=cur.dek_id, body=None))
+        self._unindex(conn, rtype, rid)
+        return StoredVersion(rtype, rid, version, lu, True, cur.patient, None, cur.dek_id,
+                             cur.kek_version, cur.wrapped, cur.owner)
+
+    def _unindex(self, conn: Connection, rtype: str, rid: str) -> None:
+        for table in (search_hash, search_date, search_ref):
+            conn.execute(delete(table).where(table.c.tenant == self.tenant,
+                                             table.c.rtype == rtype, table.c.rid == rid))
+
+    def _reindex(self, conn: Connection, rtype: str, rid: str, body: dict[str, Any]) -> None:
+        self._unindex(conn, rtype, rid)
+        ex = extract(body)
+        base = {"tenant": self.tenant, "rtype": rtype, "rid": rid}
+        if ex.hashed:
+            indexer = self.keys.indexer(conn)
+            tags = {indexer.tag(f"{rtype}|{param}", term) for param, term in ex.hashed}
+            conn.execute(search_hash.insert(), [{**base, "tag": t} for t in tags])
+        if ex.dates:
+            conn.execute(search_date.insert(),
+                         [{**base, "param": p, "lo": lo, "hi": hi} for p, lo, hi in ex.dates])
+        if ex.refs:
+            conn.execute(search_ref.insert(),
+                         [{**base, "param": p, "target": t[:160]} for p, t in ex.refs])
+
+    def shred_patient(self, conn: Connection, patient_id: str) -> int:
+        """Crypto-shredding: destroy the patient's DEK and drop their search index rows."""
+        rows = conn.execute(select(resource.c.rtype, resource.c.rid).distinct().where(
+            resource.c.tenant == self.tenant, resource.c.patient == patient_id)).all()
+        for r in rows:
+            self._unindex(conn, r.rtype, r.rid)
+        self.keys.destroy(conn, patient_owner(patient_id))
+        return len(rows)
+
+    # -- search ------------------------------------------------------------------------------
+    def search(self, conn: Connection, q: SearchQuery) -> tuple[list[StoredVersion], int | None]:
+        conds: list[Any] = [resource.c.tenant == self.tenant, resource.c.rtype == q.rtype,
+                            resource.c.current.is_(True), resource.c.deleted.is_(False)]
+        if q.ids is not None:
+            conds.append(resource.c.rid.in_(q.ids))
+        for clauses in q.last_updated:
+            conds.append(or_(*[_date_cond(c, resource.c.lu, resource.c.lu + 1, scale=1_000_000)
+                               for c in clauses]))
+        indexer = self.keys.indexer(conn) if q.hashed else None
+        for param, terms in q.hashed:
+            assert indexer is not None
+            tags = [indexer.tag(f"{q.rtype}|{param}", t) for t in terms]
+            conds.append(resource.c.rid.in_(select(search_hash.c.rid).where(
+                search_hash.c.tenant == self.tenant, search_hash.c.rtype == q.rtype,
+                search_hash.c.tag.in_(tags))))
+        for param, targets in q.refs:
+            conds.append(resource.c.rid.in_(select(search_ref.c.rid).where(
+                search_ref.c.tenant == self.tenant, search_ref.c.rtype == q.rtype,
+                search_ref.c.param == param, search_ref.c.target.in_(targets))))
+        for param, dclauses in q.dates:
+            conds.append(resource.c.rid.in_(select(search_date.c.rid).where(
+                search_date.c.tenant == self.tenant, search_date.c.rtype == q.rtype,
+                search_date.c.param == param,
+                or_(*[_date_cond(c, search_date.c.lo, search_date.c.hi) for c in dclauses]))))
+        where = and_(*conds)
+        total: int | None = None
+        if q.total != "none":
+            total = int(conn.execute(select(func.count()).select_from(resource).where(where))
+                        .scalar_one())
+        order = ((resource.c.lu.desc(), resource.c.rid.desc()) if q.sort_desc
+                 else (resource.c.lu, resource.c.rid))
+        rows = [] if q.count == 0 else conn.execute(
+            self._select().where(where).order_by(*order).limit(q.count).offset(q.offset)).all()
+        return [_row(r) for r in rows], total
+
+
+def _date_cond(c: DateClause, lo: Any, hi: Any, scale: int = 1) -> Any:
+    """FHIR date comparison between the stored range [lo, hi) and the query range."""
+    qlo, qhi = c.low * scale, c.high * scale
+    p = c.prefix
+    if p == "eq":
+        return and_(lo >= qlo, hi <= qhi)
+    if p == "ne":
+        return not_(and_(lo >= qlo, hi <= qhi))
+    if p == "gt":
+        return hi > qhi
+    if p == "lt":
+        return lo < qlo
+    if p == "ge":
+        return hi > qlo
+    if p == "le":
+        return lo < qhi
+    if p == "sa":
+        return lo >= qhi
+    if p == "eb":
+        return hi <= qlo
+    return and_(lo < qhi, hi > qlo)  # ap: overlaps
