@@ -65,6 +65,8 @@ def init_instance(data_dir: Path | str | None, *, key_source: str | None = None,
                 ])
         finally:
             engine.dispose()
+        for db_file in path.glob("hygie.db*"):
+            os.chmod(db_file, 0o600)
         (path / CONFIG_NAME).write_text(render_config(
             instance_id=instance_id, database_url=url, key_source=source))
         os.chmod(path / CONFIG_NAME, 0o600)

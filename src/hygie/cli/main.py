@@ -346,6 +346,7 @@ def patient_erase(
 
 
 def main() -> None:
+    os.umask(0o077)  # everything Hygie creates (database, WAL, exports) is private
     app()
 
 

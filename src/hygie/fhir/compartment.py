@@ -13,6 +13,8 @@ under one member's key would tie its fate to that member's erasure.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from hygie.fhir.searchparams import parse_reference, walk
@@ -86,6 +88,8 @@ _PATHS: dict[str, tuple[str, ...]] = {
     "SupplyRequest": ("requester",),
     "VisionPrescription": ("patient",),
 }
+
+PATIENT_COMPARTMENT: Mapping[str, tuple[str, ...]] = MappingProxyType(_PATHS)
 
 _SPLIT_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     rtype: tuple(tuple(p.split(".")) for p in paths) for rtype, paths in _PATHS.items()

@@ -11,8 +11,8 @@ The store keeps three kinds of index rows per resource:
 
 Term forms (the query-side helpers at the end of this module produce the same strings):
 
-* string: ``p:<prefix>`` for every prefix (1..40 chars) of the normalised value and of each of
-  its words, and ``x:<NFC value>`` for ``:exact``;
+* string: ``p:<prefix>`` for every prefix (1..40 chars) of the normalised value and of each
+  tail of it that starts at a word, and ``x:<NFC value>`` for ``:exact``;
 * token: ``v:<code>``, plus ``sv:<system>|<code>`` and ``s:<system>`` when a system is known,
   else ``ns:<code>``;
 * hashed date (birthdate): ``d:YYYY``, ``d:YYYY-MM``, ``d:YYYY-MM-DD`` as far as the value goes.
@@ -187,12 +187,18 @@ def _prefixes(word: str) -> list[str]:
 
 
 def string_terms(value: str) -> list[str]:
-    """Hashed terms of one string value (prefixes of the value and of its words, exact)."""
+    """Hashed terms of one string value.
+
+    ``p:`` prefixes of the normalised value and of each tail that starts at a word (so of
+    each word, and a query of several words matches from any word on), and ``x:`` + the NFC
+    value for ``:exact``.
+    """
     norm = normalize_string(value)
     terms = _prefixes(norm) if norm else []
-    if " " in norm:
-        for word in norm.split(" ")[1:]:  # the first word's prefixes are the value's
-            terms.extend(_prefixes(word))
+    start = norm.find(" ") + 1
+    while start:
+        terms.extend(_prefixes(norm[start:]))
+        start = norm.find(" ", start) + 1
     terms.append("x:" + unicodedata.normalize("NFC", value))
     return terms
 
@@ -276,7 +282,7 @@ def parse_date_range(value: str) -> tuple[int, int]:
     ys, mos, ds, hs, mis, ss, tz = m.groups()
     y = int(ys)
     if y == 0:
-        raise InvalidRequest("date value: year 0000 does not exist")
+        raise InvalidRequest("date value: the year must be 0001 or later")
     if mos is None:
         return _days(y, 1, 1) * 86400, _days(y + 1, 1, 1) * 86400
     mo = int(mos)
