@@ -48,7 +48,8 @@ def main() -> None:
     print(f"Demo data: {loaded} resources imported; API client credentials in {creds}")
     print("Try:")
     print(f"  TOKEN=$(curl -s -u {cid}:$(jq -r .client_secret {creds}) "
-          "-d grant_type=client_credentials http://127.0.0.1:8000/auth/token | jq -r .access_token)")
+          "-d grant_type=client_credentials http://127.0.0.1:8000/auth/token "
+          "| jq -r .access_token)")
     print('  curl -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:8000/fhir/Patient?_count=5"')
 
 

@@ -122,10 +122,11 @@ class Door:
                           request_id=self.ctx.request_id,
                           client_address=self.ctx.client_address)
 
-    def _fail(self, exc: HygieError, action: str, target: Target) -> HygieError:
+    def _fail(self, exc: HygieError, action: str, target: Target,
+              code: str | None = None) -> HygieError:
         outcome = audit.DENIED if isinstance(exc, Forbidden) else audit.ERROR
         self.failures.append(self.entry(action, outcome, rtype=target.rtype, rid=target.rid,
-                                        patient=target.patient, code=exc.code))
+                                        patient=target.patient, code=code or exc.code))
         if isinstance(exc, IntegrityFailure):
             log.warning("integrity alarm: a stored %s failed authentication", target.rtype)
         return exc
@@ -133,7 +134,8 @@ class Door:
     def _permit(self, action: str, target: Target) -> None:
         decision = decide(self.actor, action, target)
         if not decision.allowed:
-            raise self._fail(Forbidden(decision.detail or "access denied"), action, target)
+            raise self._fail(Forbidden(decision.detail or "access denied"), action, target,
+                             code=decision.reason)
 
     def _ok(self, action: str, target: Target) -> None:
         self.entries.append(self.entry(action, audit.SUCCESS, rtype=target.rtype,

@@ -34,10 +34,8 @@ def init_instance(data_dir: Path | str | None, *, key_source: str | None = None,
     created = not path.exists()
     source = KeySource.parse(key_source) if key_source else KeySource("file", str(
         path / KEY_FILE_NAME))
-    if source.kind == "env":
-        keyring = Keyring.load(source)  # the variable must already hold a keyring
-    else:
-        keyring = Keyring.generate()
+    # An env: source must already hold a keyring ('hygie keys generate').
+    keyring = Keyring.load(source) if source.kind == "env" else Keyring.generate()
     url = database_url or default_database_url(path)
     instance_id = str(uuid.uuid4())
     try:

@@ -143,7 +143,8 @@ class Keyring:
         try:
             return self._keys[version]
         except KeyError:
-            raise KeyFailure(f"key-encryption key version {version} is not in the keyring") from None
+            raise KeyFailure(
+                f"key-encryption key version {version} is not in the keyring") from None
 
     def wrap(self, material: bytes, context: bytes) -> tuple[int, bytes]:
         """Wrap a data key with the active KEK. Returns (kek_version, wrapped)."""

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 from hygie.errors import InvalidRequest, UnsupportedSearchParameter
 from hygie.fhir.searchparams import (
+    birthdate_query_term,
     params_for,
     parse_date_range,
     split_prefix,
     string_query_terms,
     token_query_term,
-    birthdate_query_term,
 )
 
 _SPLIT = re.compile(r"(?<!\\),")

@@ -354,7 +354,9 @@ def parse_reference(ref: Any) -> str | None:
     """``Type/id`` of a literal reference (relative, or absolute URL ending so).
 
     ``/_history/n`` is dropped. Contained (``#id``), ``urn:`` and conditional (``?``)
-    references, and anything not ending in a valid ``Type/id``, give None.
+    references, and anything not ending in a valid ``Type/id``, give None. The base of an
+    absolute URL is not compared with this server's: ``https://other/fhir/Patient/1`` gives
+    ``Patient/1``.
     """
     if not isinstance(ref, str) or not ref or ref[0] == "#" or ref.startswith("urn:"):
         return None
@@ -518,7 +520,7 @@ def string_query_terms(value: str, modifier: str | None) -> str:
     No modifier: prefix match (``p:`` + normalised value, at most 40 characters); ``exact``:
     ``x:`` + NFC value. Other modifiers raise :class:`UnsupportedSearchParameter`.
     """
-    if modifier is None:
+    if not modifier:
         norm = normalize_string(value)
         if not norm:
             raise InvalidRequest("a string search value must contain a letter or a digit")

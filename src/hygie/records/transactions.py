@@ -161,7 +161,8 @@ def process(gate: Gate, actor: Actor, ctx: RequestContext, bundle: dict[str, Any
     btype, prepared = prepare(bundle)
     responses: list[dict[str, Any] | None] = [None] * len(prepared)
     ordered = sorted(prepared, key=lambda p: (_ORDER[p.method], p.index))
-    kwargs = {"page_default": page_default, "page_max": page_max, "search_bundle": search_bundle}
+    kwargs: dict[str, Any] = {"page_default": page_default, "page_max": page_max,
+                              "search_bundle": search_bundle}
     if btype == "transaction":
         with gate.open(actor, ctx) as door:
             for p in ordered:

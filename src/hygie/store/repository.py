@@ -93,7 +93,8 @@ class ResourceRepository:
 
     def version(self, conn: Connection, rtype: str, rid: str, version: int) -> StoredVersion | None:
         r = conn.execute(self._select().where(
-            resource.c.rtype == rtype, resource.c.rid == rid, resource.c.version == version)).first()
+            resource.c.rtype == rtype, resource.c.rid == rid, resource.c.version == version)
+        ).first()
         return _row(r) if r else None
 
     def history(self, conn: Connection, rtype: str, rid: str) -> list[StoredVersion]:
