@@ -33,12 +33,12 @@ run: install
 	$(BIN)/hygie serve --data-dir $(DATA) --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench scripts)
 	$(BIN)/mypy
 
 test: install
 	bash scripts/ensure-postgres.sh
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench scripts)
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile -q -p no:cacheprovider
 
 bench: install

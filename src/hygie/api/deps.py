@@ -16,6 +16,7 @@ from hygie.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from hygie.store.db import transaction
 
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 
@@ -43,10 +44,8 @@ def bearer_actor(request: Request, rt: RuntimeDep) -> Actor:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("a bearer access token is required (POST /auth/token)")
     try:
-        with rt.engine.connect() as conn:
-            actor = authenticate(conn, token.strip())
-            conn.rollback()
-            return actor
+        with transaction(rt.engine, readonly=True) as conn:
+            return authenticate(conn, token.strip())
     except SQLAlchemyError:
         raise AuditUnavailable("the database is not available") from None
 

@@ -15,6 +15,8 @@ from sqlalchemy.pool import NullPool
 from hygie.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Execution option for connections that only read (SQLite: deferred BEGIN, no write lock).
+READONLY = "hygie_readonly"
 
 
 def now_us() -> int:
@@ -50,7 +52,8 @@ def make_engine(url: str, *, synchronous: str = "NORMAL", pool: bool = True) -> 
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            readonly = conn.get_execution_options().get(READONLY, False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql"):
@@ -93,10 +96,12 @@ def head_revision() -> str | None:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
+def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Connection]:
     """One transaction: committed when the block ends, rolled back on any error."""
     try:
         conn = engine.connect()
+        if readonly:
+            conn = conn.execution_options(**{READONLY: True})
     except OperationalError as exc:
         raise ConfigError(f"cannot connect to the database ({type(exc.orig).__name__})") from None
     try:
