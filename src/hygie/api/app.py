@@ -12,7 +12,7 @@ from hygie.api.middleware import HygieMiddleware
 from hygie.api.state import Runtime
 from hygie.crypto import Keyring
 from hygie.errors import ConfigError
-from hygie.fhir.validation import resource_types
+from hygie.fhir.validation import warm_up
 from hygie.gate import Gate
 from hygie.settings import Settings
 from hygie.store.db import current_revision, head_revision, make_engine, transaction
@@ -38,7 +38,7 @@ def open_runtime(settings: Settings, keyring: Keyring | None = None) -> Runtime:
 
 def create_app(settings: Settings, *, keyring: Keyring | None = None) -> FastAPI:
     runtime = open_runtime(settings, keyring)
-    resource_types()  # load the FHIR models now, not on the first request
+    warm_up()  # load the FHIR models now, not on the first request
     app = FastAPI(title="Hygie", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json")
     app.state.runtime = runtime

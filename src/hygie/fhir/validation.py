@@ -7,6 +7,7 @@ sent (they may be health data).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -42,6 +43,23 @@ def resource_types() -> frozenset[str]:
                 base.__name__ == "DomainResource" for base in model.__mro__)):
             out.add(name[:-4])
     return frozenset(out)
+
+
+WARM_TYPES = ("Patient", "Practitioner", "PractitionerRole", "Organization", "Encounter",
+              "Observation", "Condition", "Procedure", "MedicationRequest",
+              "AllergyIntolerance", "Immunization", "DiagnosticReport", "DocumentReference",
+              "ServiceRequest", "Communication", "Consent", "CareTeam", "Appointment",
+              "Claim", "ExplanationOfBenefit", "CarePlan", "Goal", "Binary", "Bundle")
+
+
+def warm_up() -> None:
+    """Load every model class and build the validators of the common types now, so the first
+    request of a type does not pay for it."""
+    resource_types()
+    for rtype in WARM_TYPES:
+        # Required elements are missing: the validator is built all the same.
+        with contextlib.suppress(ValidationError):
+            _model(rtype).model_validate({"resourceType": rtype})
 
 
 def is_resource_type(name: str) -> bool:
