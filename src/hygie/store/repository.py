@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    bindparam,
     delete,
     func,
     not_,
@@ -76,6 +77,19 @@ class ResourceRepository:
     def __init__(self, keys: KeyStore, tenant: str) -> None:
         self.keys = keys
         self.tenant = tenant
+        # Hot statements, built once (SQLAlchemy then reuses their compiled form).
+        rtype, rid = bindparam("b_rtype"), bindparam("b_rid")
+        self._q_current = self._select().where(
+            resource.c.rtype == rtype, resource.c.rid == rid, resource.c.current.is_(True))
+        self._q_version = self._select().where(
+            resource.c.rtype == rtype, resource.c.rid == rid,
+            resource.c.version == bindparam("b_version"))
+        self._q_head = select(resource.c.version, resource.c.deleted).where(
+            resource.c.tenant == self.tenant, resource.c.rtype == rtype, resource.c.rid == rid,
+            resource.c.current.is_(True))
+        self._u_supersede = update(resource).where(
+            resource.c.tenant == self.tenant, resource.c.rtype == rtype, resource.c.rid == rid,
+            resource.c.current.is_(True)).values(current=False)
 
     def _aad(self, rtype: str, rid: str, version: int) -> bytes:
         return f"hygie/res/1\x00{self.tenant}\x00{rtype}\x00{rid}\x00{version}".encode()
@@ -87,14 +101,12 @@ class ResourceRepository:
 
     # -- reads ------------------------------------------------------------------------------
     def current(self, conn: Connection, rtype: str, rid: str) -> StoredVersion | None:
-        r = conn.execute(self._select().where(
-            resource.c.rtype == rtype, resource.c.rid == rid, resource.c.current.is_(True))).first()
+        r = conn.execute(self._q_current, {"b_rtype": rtype, "b_rid": rid}).first()
         return _row(r) if r else None
 
     def version(self, conn: Connection, rtype: str, rid: str, version: int) -> StoredVersion | None:
-        r = conn.execute(self._select().where(
-            resource.c.rtype == rtype, resource.c.rid == rid, resource.c.version == version)
-        ).first()
+        r = conn.execute(self._q_version, {"b_rtype": rtype, "b_rid": rid, "b_version": version}
+                         ).first()
         return _row(r) if r else None
 
     def history(self, conn: Connection, rtype: str, rid: str) -> list[StoredVersion]:
@@ -125,12 +137,10 @@ class ResourceRepository:
 
     # -- writes ------------------------------------------------------------------------------
     def _current_for_update(self, conn: Connection, rtype: str, rid: str) -> Any:
-        stmt = select(resource.c.version, resource.c.deleted).where(
-            resource.c.tenant == self.tenant, resource.c.rtype == rtype, resource.c.rid == rid,
-            resource.c.current.is_(True))
+        stmt = self._q_head
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
-        return conn.execute(stmt).first()
+        return conn.execute(stmt, {"b_rtype": rtype, "b_rid": rid}).first()
 
     def put(self, conn: Connection, rtype: str, rid: str, body: dict[str, Any], *,
             if_match: int | None = None, create_only: bool = False,
@@ -155,16 +165,14 @@ class ResourceRepository:
         plain = orjson.dumps(body)
         sealed = key.seal(plain, self._aad(rtype, rid, version))
         if cur is not None:
-            conn.execute(update(resource).where(
-                resource.c.tenant == self.tenant, resource.c.rtype == rtype,
-                resource.c.rid == rid, resource.c.current.is_(True)).values(current=False))
+            conn.execute(self._u_supersede, {"b_rtype": rtype, "b_rid": rid})
         try:
             conn.execute(resource.insert().values(
                 tenant=self.tenant, rtype=rtype, rid=rid, version=version, lu=lu,
                 current=True, deleted=False, patient=patient, dek_id=dek_id, body=sealed))
         except IntegrityError:
             raise Conflict("the resource was changed concurrently; retry") from None
-        self._reindex(conn, rtype, rid, body)
+        self._reindex(conn, rtype, rid, body, fresh=cur is None)
         row = StoredVersion(rtype, rid, version, lu, False, patient, sealed, dek_id, 0, None, owner)
         return row, plain, cur is None or cur.deleted
 
@@ -175,9 +183,7 @@ class ResourceRepository:
             return None
         version = cur.version + 1
         lu = now_us()
-        conn.execute(update(resource).where(
-            resource.c.tenant == self.tenant, resource.c.rtype == rtype, resource.c.rid == rid,
-            resource.c.current.is_(True)).values(current=False))
+        conn.execute(self._u_supersede, {"b_rtype": rtype, "b_rid": rid})
         conn.execute(resource.insert().values(
             tenant=self.tenant, rtype=rtype, rid=rid, version=version, lu=lu, current=True,
             deleted=True, patient=cur.patient, dek_id=cur.dek_id, body=None))
@@ -190,8 +196,10 @@ class ResourceRepository:
             conn.execute(delete(table).where(table.c.tenant == self.tenant,
                                              table.c.rtype == rtype, table.c.rid == rid))
 
-    def _reindex(self, conn: Connection, rtype: str, rid: str, body: dict[str, Any]) -> None:
-        self._unindex(conn, rtype, rid)
+    def _reindex(self, conn: Connection, rtype: str, rid: str, body: dict[str, Any], *,
+                 fresh: bool = False) -> None:
+        if not fresh:  # a brand-new resource has no index rows yet
+            self._unindex(conn, rtype, rid)
         ex = extract(body)
         base = {"tenant": self.tenant, "rtype": rtype, "rid": rid}
         if ex.hashed:
