@@ -39,6 +39,12 @@ class InvalidIdentifier(InvalidResource):
     code = "invalid-identifier"
 
 
+class WeakPassword(InvalidRequest):
+    """A password refused by the password rules (the message never contains it)."""
+
+    code = "weak-password"
+
+
 class UnsupportedSearchParameter(HygieError):
     code = "unsupported-search-parameter"
     status = 400
@@ -95,6 +101,18 @@ class PreconditionFailed(HygieError):
     code = "version-conflict"
     status = 412
     issue_code = "conflict"
+
+
+class TooManyAttempts(HygieError):
+    """Sign-in refused for a while after repeated failures (per account and per address)."""
+
+    code = "too-many-attempts"
+    status = 429
+    issue_code = "throttled"
+
+    def __init__(self, message: str, *, retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PayloadTooLarge(HygieError):

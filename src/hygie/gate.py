@@ -1,8 +1,8 @@
 """The one door to patient data.
 
-    actor + action + target  ->  policy decision  ->  store (encrypt/decrypt)  ->  audit entry
+    actor + action + target (+ facts)  ->  policy decision  ->  store  ->  audit entry
 
-Every read or write of health data — API routes, batch/transaction bundles, import, export —
+Every read or write of health data — API routes, batch/transaction entries, import, export —
 goes through :meth:`Gate.open`, which yields a :class:`Door` bound to one actor and one
 database transaction. Successful accesses are recorded in the same transaction as the data
 (committed before anything is returned); denied and failed attempts are recorded in a
@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from hygie.access import relationships
 from hygie.access.actor import Actor, RequestContext
-from hygie.access.policy import Target, decide
+from hygie.access.policy import Decision, Facts, Target, decide, is_directory, row_filter
 from hygie.crypto import Keyring
 from hygie.errors import (
     AuditUnavailable,
@@ -30,18 +31,24 @@ from hygie.errors import (
     Gone,
     HygieError,
     IntegrityFailure,
+    InvalidRequest,
     NotFound,
 )
+from hygie.fhir.compartment import patient_of
 from hygie.fhir.search import SearchQuery
 from hygie.fhir.validation import validate_resource
 from hygie.ledger import audit
 from hygie.ledger.audit import AuditEntry
-from hygie.store.db import transaction
-from hygie.store.keys import KeyStore
+from hygie.store.db import now_us, transaction
+from hygie.store.keys import KeyStore, patient_owner
 from hygie.store.repository import ResourceRepository, StoredVersion
-from hygie.store.tables import resource
+from hygie.store.tables import break_glass, resource, security_alert
 
 log = logging.getLogger("hygie.security")
+T = TypeVar("T")
+BREAK_GLASS_SECONDS = 4 * 3600
+BREAK_GLASS_HEADER = "x-break-glass"
+_BG_REASON_MAX = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +66,13 @@ class Found:
 class Gate:
     """Built once per process: the engine, the keys and the repository."""
 
-    def __init__(self, engine: Engine, keyring: Keyring, tenant: str) -> None:
+    def __init__(self, engine: Engine, keyring: Keyring, tenant: str, *,
+                 break_glass_seconds: int = BREAK_GLASS_SECONDS) -> None:
         self.engine = engine
         self.tenant = tenant
         self.keys = KeyStore(keyring, tenant)
         self.repo = ResourceRepository(self.keys, tenant)
+        self.break_glass_seconds = break_glass_seconds
 
     @contextmanager
     def open(self, actor: Actor, ctx: RequestContext | None = None) -> Iterator[Door]:
@@ -112,15 +121,16 @@ class Door:
         self.conn = conn
         self.entries: list[AuditEntry] = []
         self.failures: list[AuditEntry] = []
+        self._facts: dict[str, Facts] = {}
 
     # -- audit helpers ------------------------------------------------------------------------
     def entry(self, action: str, outcome: str, *, rtype: str | None = None,
               rid: str | None = None, patient: str | None = None,
-              code: str | None = None) -> AuditEntry:
+              code: str | None = None, detail: str | None = None) -> AuditEntry:
         return AuditEntry(actor=self.actor.label, actor_kind=self.actor.kind, action=action,
                           outcome=outcome, rtype=rtype, rid=rid, patient=patient, code=code,
                           request_id=self.ctx.request_id,
-                          client_address=self.ctx.client_address)
+                          client_address=self.ctx.client_address, detail=detail)
 
     def _fail(self, exc: HygieError, action: str, target: Target,
               code: str | None = None) -> HygieError:
@@ -131,15 +141,76 @@ class Door:
             log.warning("integrity alarm: a stored %s failed authentication", target.rtype)
         return exc
 
-    def _permit(self, action: str, target: Target) -> None:
-        decision = decide(self.actor, action, target)
+    def _ok(self, action: str, target: Target, decision: Decision | None = None) -> None:
+        code = "break-glass" if decision is not None and decision.break_glass else None
+        self.entries.append(self.entry(action, audit.SUCCESS, rtype=target.rtype,
+                                       rid=target.rid, patient=target.patient, code=code))
+
+    # -- policy -------------------------------------------------------------------------------
+    def facts(self, patient: str | None) -> Facts:
+        """Relationships, consent and break-glass between a practitioner and a patient."""
+        pract = self.actor.practitioner_id
+        if patient is None or self.actor.role != "practitioner" or pract is None:
+            return Facts()
+        if patient not in self._facts:
+            tenant = self.gate.tenant
+            denies_actor, denies_others = relationships.consent_denials(
+                self.conn, tenant=tenant, practitioner=pract, patient=patient)
+            bg = self.conn.execute(select(break_glass.c.id).where(
+                break_glass.c.tenant == tenant, break_glass.c.practitioner == pract,
+                break_glass.c.patient == patient, break_glass.c.expires_at > now_us())
+            ).first() is not None
+            self._facts[patient] = Facts(
+                relationships=relationships.kinds(self.conn, tenant=tenant, practitioner=pract,
+                                                  patient=patient),
+                consent_denies_actor=denies_actor, consent_denies_others=denies_others,
+                break_glass=bg)
+        return self._facts[patient]
+
+    def _permit(self, action: str, target: Target) -> Decision:
+        decision = decide(self.actor, action, target, self.facts(target.patient))
+        if not decision.allowed and decision.reason in ("break-glass-required",
+                                                        "consent-denied"):
+            reason = self.ctx.extra.get("break_glass")
+            if reason and target.patient:
+                self._grant_break_glass(target.patient, reason)
+                decision = decide(self.actor, action, target, self.facts(target.patient))
         if not decision.allowed:
             raise self._fail(Forbidden(decision.detail or "access denied"), action, target,
                              code=decision.reason)
+        return decision
 
-    def _ok(self, action: str, target: Target) -> None:
-        self.entries.append(self.entry(action, audit.SUCCESS, rtype=target.rtype,
-                                       rid=target.rid, patient=target.patient, code=None))
+    def _grant_break_glass(self, patient: str, reason: str) -> None:
+        """Open one patient's record for a limited time; recorded, with an alert."""
+        reason = reason.strip()
+        if len(reason) < 5 or len(reason) > _BG_REASON_MAX:
+            raise InvalidRequest(f"a break-glass reason is 5 to {_BG_REASON_MAX} characters")
+        grant = str(uuid.uuid4())
+        dek_id, key = self.gate.keys.ensure(self.conn, patient_owner(patient))
+        aad = f"hygie/break-glass/1\x00{self.gate.tenant}\x00{grant}".encode()
+        now = now_us()
+        self.conn.execute(insert(break_glass).values(
+            id=grant, tenant=self.gate.tenant, actor=self.actor.label,
+            practitioner=self.actor.practitioner_id or "", patient=patient, dek_id=dek_id,
+            reason=key.seal(reason.encode(), aad), granted_at=now,
+            expires_at=now + self.gate.break_glass_seconds * 1_000_000))
+        self.conn.execute(insert(security_alert).values(
+            tenant=self.gate.tenant, at=now, kind="break-glass", actor=self.actor.label,
+            patient=patient, ref=grant))
+        self.entries.append(self.entry("break-glass", audit.SUCCESS, rtype="Patient",
+                                       rid=patient, patient=patient, code="break-glass",
+                                       detail=grant))
+        log.warning("break-glass: %s opened a patient record (grant %s)", self.actor.label, grant)
+        self._facts.pop(patient, None)
+
+    def _missing(self, action: str, target: Target, exc: HygieError) -> HygieError:
+        """No such resource. People who could not see it anyway get the same answer as for
+        a record they may not open, so ids reveal nothing."""
+        if self.actor.kind == "user" and not is_directory(target.rtype):
+            denial = decide(self.actor, action, Target(target.rtype, target.rid, "\x00none"))
+            if not denial.allowed:
+                return self._fail(Forbidden(denial.detail), action, target, code="not-found")
+        return self._fail(exc, action, target)
 
     def _open(self, row: StoredVersion, action: str) -> bytes:
         try:
@@ -147,106 +218,144 @@ class Door:
         except HygieError as exc:
             raise self._fail(exc, action, Target(row.rtype, row.rid, row.patient)) from None
 
+    def _guard(self, op: Callable[[], T], action: str, target: Target) -> T:
+        try:
+            return op()
+        except HygieError as exc:
+            raise self._fail(exc, action, target) from None
+
+    @staticmethod
+    def _target(row: StoredVersion) -> Target:
+        return Target(row.rtype, row.rid, row.patient, row.undisclosed)
+
     # -- interactions -------------------------------------------------------------------------
     def read(self, rtype: str, rid: str) -> Found:
-        target = Target(rtype, rid)
-        self._permit("read", target)
         row = self.repo.current(self.conn, rtype, rid)
         if row is None:
-            raise self._fail(NotFound(f"{rtype} not found"), "read", target)
-        target = Target(rtype, rid, row.patient)
+            self._precheck("read", rtype)
+            raise self._missing("read", Target(rtype, rid), NotFound(f"{rtype} not found"))
+        target = self._target(row)
+        decision = self._permit("read", target)
         if row.deleted:
             raise self._fail(Gone(f"this {rtype} was deleted"), "read", target)
         body = self._open(row, "read")
-        self._ok("read", target)
+        self._ok("read", target, decision)
         return Found(rtype, rid, row.version, row.last_updated, body)
 
     def vread(self, rtype: str, rid: str, version: int) -> Found:
-        target = Target(rtype, rid)
-        self._permit("vread", target)
         row = self.repo.version(self.conn, rtype, rid, version)
         if row is None:
-            raise self._fail(NotFound(f"{rtype} version not found"), "vread", target)
-        target = Target(rtype, rid, row.patient)
+            self._precheck("vread", rtype)
+            raise self._missing("vread", Target(rtype, rid),
+                                NotFound(f"{rtype} version not found"))
+        target = self._target(row)
+        decision = self._permit("vread", target)
         if row.deleted:
             raise self._fail(Gone(f"this {rtype} version is a deletion"), "vread", target)
         body = self._open(row, "vread")
-        self._ok("vread", target)
+        self._ok("vread", target, decision)
         return Found(rtype, rid, row.version, row.last_updated, body)
 
     def history(self, rtype: str, rid: str) -> list[Found]:
-        target = Target(rtype, rid)
-        self._permit("history", target)
         rows = self.repo.history(self.conn, rtype, rid)
         if not rows:
-            raise self._fail(NotFound(f"{rtype} not found"), "history", target)
+            self._precheck("history", rtype)
+            raise self._missing("history", Target(rtype, rid), NotFound(f"{rtype} not found"))
+        decision = Decision(True, "")
+        for patient in {r.patient for r in rows}:
+            decision = self._permit("history", Target(rtype, rid, patient, rows[0].undisclosed))
         out = [Found(r.rtype, r.rid, r.version, r.last_updated,
                      None if r.deleted else self._open(r, "history"), r.deleted) for r in rows]
-        self._ok("history", Target(rtype, rid, rows[0].patient))
+        self._ok("history", self._target(rows[0]), decision)
         return out
 
+    def _precheck(self, action: str, rtype: str) -> None:
+        """Scope/role check before looking at a row that does not exist (API clients)."""
+        if self.actor.kind == "client":
+            self._permit(action, Target(rtype))
+
     def create(self, rtype: str, body: dict[str, Any], rid: str | None = None) -> Found:
-        target = Target(rtype)
-        self._permit("create", target)
-        try:
-            validate_resource(body, rtype)
-        except HygieError as exc:
-            raise self._fail(exc, "create", target) from None
+        self._guard(lambda: validate_resource(body, rtype), "create", Target(rtype))
+        target = Target(rtype, None, patient_of(body))
+        decision = self._permit("create", target)
         rid = rid or str(uuid.uuid4())
-        row, plain, _ = self._write(lambda: self.repo.put(self.conn, rtype, rid, body,
+        row, plain, _ = self._guard(lambda: self.repo.put(self.conn, rtype, rid, body,
                                                           create_only=True), "create", target)
-        self._ok("create", Target(rtype, rid, row.patient))
+        self._after_write(rtype, rid, body, created_patient=rtype == "Patient")
+        self._ok("create", Target(rtype, rid, row.patient), decision)
         return Found(rtype, rid, row.version, row.last_updated, plain)
 
     def update(self, rtype: str, rid: str, body: dict[str, Any],
                if_match: int | None = None) -> tuple[Found, bool]:
-        target = Target(rtype, rid)
-        self._permit("update", target)
-        try:
-            validate_resource(body, rtype, rid=rid)
-        except HygieError as exc:
-            raise self._fail(exc, "update", target) from None
-        row, plain, created = self._write(
+        self._guard(lambda: validate_resource(body, rtype, rid=rid), "update",
+                    Target(rtype, rid))
+        current = self.repo.current(self.conn, rtype, rid)
+        if current is not None and not current.deleted:
+            self._permit("update", self._target(current))
+        new_target = Target(rtype, rid, patient_of({**body, "id": rid}))
+        decision = self._permit("update" if current else "create", new_target)
+        row, plain, created = self._guard(
             lambda: self.repo.put(self.conn, rtype, rid, body, if_match=if_match),
-            "update", target)
-        self._ok("create" if created else "update", Target(rtype, rid, row.patient))
+            "update", new_target)
+        self._after_write(rtype, rid, body, created_patient=created and rtype == "Patient")
+        self._ok("create" if created else "update", Target(rtype, rid, row.patient), decision)
         return Found(rtype, rid, row.version, row.last_updated, plain), created
 
     def delete(self, rtype: str, rid: str) -> Found | None:
-        target = Target(rtype, rid)
-        self._permit("delete", target)
+        current = self.repo.current(self.conn, rtype, rid)
+        if current is None and self.actor.kind == "user" and not is_directory(rtype):
+            raise self._missing("delete", Target(rtype, rid), NotFound(f"{rtype} not found"))
+        # Deleting what is not there answers 204 to those who may delete this kind of data.
+        decision = self._permit("delete", self._target(current) if current
+                               else Target(rtype, rid))
         row = self.repo.delete(self.conn, rtype, rid)
-        self._ok("delete", Target(rtype, rid, row.patient if row else None))
+        if row is not None:
+            relationships.sync(self.conn, tenant=self.gate.tenant, rtype=rtype, rid=rid,
+                               body=None)
+        self._ok("delete", Target(rtype, rid, row.patient if row else None), decision)
         if row is None:
             return None
         return Found(rtype, rid, row.version, row.last_updated, None, True)
 
+    def _after_write(self, rtype: str, rid: str, body: dict[str, Any], *,
+                     created_patient: bool) -> None:
+        relationships.sync(self.conn, tenant=self.gate.tenant, rtype=rtype, rid=rid, body=body)
+        pract = self.actor.practitioner_id
+        if created_patient and self.actor.role == "practitioner" and pract:
+            relationships.add_creator(self.conn, tenant=self.gate.tenant, practitioner=pract,
+                                      patient=rid)
+        self._facts.clear()
+
     def search(self, q: SearchQuery) -> tuple[list[Found], int | None]:
         target = Target(q.rtype)
-        self._permit("search", target)
+        decision = self._permit("search", target)
         if q.summary_count:
             q.count = 0
+        q.row_filter = row_filter(self.actor, q.rtype)
         rows, total = self.repo.search(self.conn, q)
         found = [Found(r.rtype, r.rid, r.version, r.last_updated, self._open(r, "search"))
                  for r in rows]
-        self._ok("search", target)
+        self._ok("search", target, decision)
         for patient in sorted({r.patient for r in rows if r.patient}):
             self._ok("search", Target(q.rtype, None, patient))
         return found, total
 
     def everything(self, patient_id: str, *, count: int, offset: int
                    ) -> tuple[list[Found], int]:
-        target = Target("Patient", patient_id, patient_id)
-        self._permit("everything", target)
         row = self.repo.current(self.conn, "Patient", patient_id)
+        target = Target("Patient", patient_id, patient_id)
         if row is None or row.deleted:
-            raise self._fail(NotFound("Patient not found"), "everything", target)
-        rows, total = self.repo.compartment(self.conn, patient_id, limit=count, offset=offset)
+            self._precheck("everything", "Patient")
+            raise self._missing("everything", target, NotFound("Patient not found"))
+        decision = self._permit("everything", target)
+        rows, total = self.repo.compartment(self.conn, patient_id, limit=count, offset=offset,
+                                            hide_undisclosed=self.actor.role == "patient")
+        facts = self.facts(patient_id)
         permitted = [r for r in rows
-                     if decide(self.actor, "read", Target(r.rtype, r.rid, patient_id)).allowed]
+                     if decide(self.actor, "read", self._target(r), facts).allowed]
         found = [Found(r.rtype, r.rid, r.version, r.last_updated, self._open(r, "everything"))
                  for r in permitted]
-        self._ok("everything", target)
+        self._ok("everything", target, decision)
         return found, total
 
     def resource_types(self) -> list[str]:
@@ -266,9 +375,3 @@ class Door:
         self.entries.append(self.entry("erase", audit.SUCCESS, rtype="Patient", rid=patient_id,
                                        patient=patient_id))
         return n
-
-    def _write(self, op: Any, action: str, target: Target) -> Any:
-        try:
-            return op()
-        except HygieError as exc:
-            raise self._fail(exc, action, target) from None

@@ -34,6 +34,16 @@ class Settings:
     page_size_default: int = 50
     page_size_max: int = 1000
     sqlite_synchronous: str = "NORMAL"
+    # [auth]: people's sign-in (docs/operations.md)
+    session_idle_seconds: int = 900
+    session_absolute_seconds: int = 43200
+    access_token_seconds: int = 900
+    lockout_threshold: int = 5
+    lockout_address_threshold: int = 20
+    lockout_seconds: int = 900
+    login_delay_ms: int = 250
+    activation_days: int = 7
+    cookie_secure: str = "auto"
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -70,6 +80,10 @@ def load_settings(data_dir: Path | str | None) -> Settings:
         database_url = os.environ.get("HYGIE_DATABASE_URL") or hygie["database_url"]
         key_source = KeySource.parse(os.environ.get("HYGIE_KEY_SOURCE") or hygie["key_source"])
         limits = doc.get("limits", {})
+        auth = doc.get("auth", {})
+        cookie_secure = str(auth.get("cookie_secure", "auto"))
+        if cookie_secure not in ("auto", "always"):
+            raise ValueError("auth.cookie_secure must be 'auto' or 'always'")
         return Settings(
             data_dir=path,
             database_url=database_url,
@@ -81,9 +95,25 @@ def load_settings(data_dir: Path | str | None) -> Settings:
             page_size_default=int(limits.get("page_size_default", 50)),
             page_size_max=int(limits.get("page_size_max", 1000)),
             sqlite_synchronous=str(hygie.get("sqlite_synchronous", "NORMAL")).upper(),
+            session_idle_seconds=_positive(auth, "session_idle_seconds", 900),
+            session_absolute_seconds=_positive(auth, "session_absolute_seconds", 43200),
+            access_token_seconds=_positive(auth, "access_token_seconds", 900),
+            lockout_threshold=_positive(auth, "lockout_threshold", 5),
+            lockout_address_threshold=_positive(auth, "lockout_address_threshold", 20),
+            lockout_seconds=_positive(auth, "lockout_seconds", 900),
+            login_delay_ms=_positive(auth, "login_delay_ms", 250, zero=True),
+            activation_days=_positive(auth, "activation_days", 7),
+            cookie_secure=cookie_secure,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{config_file} is incomplete or invalid ({exc})") from None
+
+
+def _positive(table: dict[str, object], key: str, default: int, *, zero: bool = False) -> int:
+    value = int(str(table.get(key, default)))
+    if value < 0 or (value == 0 and not zero):
+        raise ValueError(f"auth.{key} must be a positive number")
+    return value
 
 
 def render_config(*, instance_id: str, database_url: str, key_source: KeySource) -> str:
@@ -102,4 +132,20 @@ def render_config(*, instance_id: str, database_url: str, key_source: KeySource)
         "token_ttl_seconds = 3600\n"
         "page_size_default = 50\n"
         "page_size_max = 1000\n"
+        "\n[auth]\n"
+        "# People's sign-in: sessions end after this much inactivity, and at the latest after\n"
+        "# the absolute lifetime; access tokens are renewed with the refresh token.\n"
+        "session_idle_seconds = 900\n"
+        "session_absolute_seconds = 43200\n"
+        "access_token_seconds = 900\n"
+        "# Lockout after repeated failures, per username and per client address.\n"
+        "lockout_threshold = 5\n"
+        "lockout_address_threshold = 20\n"
+        "lockout_seconds = 900\n"
+        "# Failed sign-ins are answered after a delay doubling from this value (0: none).\n"
+        "login_delay_ms = 250\n"
+        "activation_days = 7\n"
+        '# "auto": the session cookie is Secure when the request came over https;\n'
+        '# "always": behind a TLS-terminating proxy that talks plain HTTP to Hygie.\n'
+        'cookie_secure = "auto"\n'
     )

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from hygie.access.scopes import Scope, parse_scopes
 
-
 ROLES = ("practitioner", "secretary", "patient", "dpo", "security", "admin")
 
 

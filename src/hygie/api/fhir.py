@@ -8,7 +8,8 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from hygie.api.deps import ContextDep, CurrentActor, FhirBody, RuntimeDep, bearer_actor, lenient
+from hygie.api.context import GateContext as ContextDep
+from hygie.api.deps import CurrentActor, FhirBody, RuntimeDep, bearer_actor, lenient
 from hygie.api.errors import FHIR_JSON
 from hygie.errors import InvalidRequest, MethodNotAllowed
 from hygie.fhir.bundles import etag, history_bundle, raw, searchset

@@ -23,6 +23,7 @@ from hygie.crypto.secrets import (
     token_digest,
     verify_secret,
 )
+from hygie.crypto.totp import new_totp_secret, provisioning_uri, totp_at, verify_totp
 
 __all__ = [
     "BlindIndexer",
@@ -33,6 +34,10 @@ __all__ = [
     "hash_secret",
     "new_key_material",
     "new_token",
+    "new_totp_secret",
+    "provisioning_uri",
     "token_digest",
+    "totp_at",
     "verify_secret",
+    "verify_totp",
 ]

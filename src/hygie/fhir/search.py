@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from hygie.errors import InvalidRequest, UnsupportedSearchParameter
 from hygie.fhir.searchparams import (
@@ -48,6 +49,8 @@ class SearchQuery:
     dates: list[tuple[str, list[DateClause]]] = field(default_factory=list)
     # The parameters that were applied, in order, for the Bundle's self/next links.
     applied: list[tuple[str, str]] = field(default_factory=list)
+    # Set by the gate: which rows the caller may see (hygie.access.policy.RowFilter).
+    row_filter: Any = None
 
 
 def _values(raw: str) -> list[str]:

@@ -32,6 +32,7 @@ class AuditEntry:
     code: str | None = None
     request_id: str | None = None
     client_address: str | None = None
+    detail: str | None = None  # e.g. the id of a break-glass grant
 
 
 def append(conn: Connection, tenant: str, entries: Iterable[AuditEntry]) -> None:

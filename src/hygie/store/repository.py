@@ -29,19 +29,32 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from hygie.access.policy import CARE_TEAM_KINDS
 from hygie.errors import Conflict, PreconditionFailed
 from hygie.fhir.compartment import patient_of
 from hygie.fhir.search import DateClause, SearchQuery
 from hygie.fhir.searchparams import extract
 from hygie.store.db import now_us
 from hygie.store.keys import TENANT_OWNER, KeyStore, patient_owner
-from hygie.store.tables import data_key, resource, search_date, search_hash, search_ref
+from hygie.store.tables import (
+    break_glass,
+    care_relationship,
+    consent_rule,
+    data_key,
+    resource,
+    search_date,
+    search_hash,
+    search_ref,
+)
 
 _ROW_COLUMNS = (
     resource.c.rtype, resource.c.rid, resource.c.version, resource.c.lu, resource.c.deleted,
     resource.c.patient, resource.c.body, resource.c.dek_id,
-    data_key.c.kek_version, data_key.c.wrapped, data_key.c.owner,
+    data_key.c.kek_version, data_key.c.wrapped, data_key.c.owner, resource.c.undisclosed,
 )
+# meta.tag / meta.security marking a resource as not yet disclosable to the patient.
+DISCLOSURE_SYSTEM = "https://hygie.health/fhir/CodeSystem/disclosure"
+UNDISCLOSED_CODE = "pending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,7 @@ class StoredVersion:
     kek_version: int
     wrapped: bytes | None
     owner: str
+    undisclosed: bool = False
 
     @property
     def last_updated(self) -> str:
@@ -70,7 +84,17 @@ def instant(us: int) -> str:
 
 def _row(r: Any) -> StoredVersion:
     return StoredVersion(r.rtype, r.rid, r.version, r.lu, r.deleted, r.patient, r.body, r.dek_id,
-                         r.kek_version, r.wrapped, r.owner)
+                         r.kek_version, r.wrapped, r.owner, bool(r.undisclosed))
+
+
+def is_undisclosed(body: dict[str, Any]) -> bool:
+    meta = body.get("meta") or {}
+    for key in ("tag", "security"):
+        for coding in meta.get(key) or []:
+            if (isinstance(coding, dict) and coding.get("system") == DISCLOSURE_SYSTEM
+                    and coding.get("code") == UNDISCLOSED_CODE):
+                return True
+    return False
 
 
 class ResourceRepository:
@@ -123,10 +147,12 @@ class ResourceRepository:
             raise IntegrityFailure("stored data failed its integrity check")
         return key.open(row.body, self._aad(row.rtype, row.rid, row.version))
 
-    def compartment(self, conn: Connection, patient_id: str, *, limit: int, offset: int
-                    ) -> tuple[list[StoredVersion], int]:
+    def compartment(self, conn: Connection, patient_id: str, *, limit: int, offset: int,
+                    hide_undisclosed: bool = False) -> tuple[list[StoredVersion], int]:
         cond = and_(resource.c.tenant == self.tenant, resource.c.patient == patient_id,
                     resource.c.current.is_(True), resource.c.deleted.is_(False))
+        if hide_undisclosed:
+            cond = and_(cond, resource.c.undisclosed.is_(False))
         total = conn.execute(select(func.count()).select_from(resource).where(cond)).scalar_one()
         rows = conn.execute(
             self._select().where(cond)
@@ -160,6 +186,7 @@ class ResourceRepository:
         body["id"] = rid
         body["meta"] = meta
         patient = patient_of(body)
+        undisclosed = is_undisclosed(body)
         owner = patient_owner(patient) if patient else TENANT_OWNER
         dek_id, key = self.keys.ensure(conn, owner)
         plain = orjson.dumps(body)
@@ -169,11 +196,13 @@ class ResourceRepository:
         try:
             conn.execute(resource.insert().values(
                 tenant=self.tenant, rtype=rtype, rid=rid, version=version, lu=lu,
-                current=True, deleted=False, patient=patient, dek_id=dek_id, body=sealed))
+                current=True, deleted=False, patient=patient, dek_id=dek_id, body=sealed,
+                undisclosed=undisclosed))
         except IntegrityError:
             raise Conflict("the resource was changed concurrently; retry") from None
         self._reindex(conn, rtype, rid, body, fresh=cur is None)
-        row = StoredVersion(rtype, rid, version, lu, False, patient, sealed, dek_id, 0, None, owner)
+        row = StoredVersion(rtype, rid, version, lu, False, patient, sealed, dek_id, 0, None, owner,
+                            undisclosed)
         return row, plain, cur is None or cur.deleted
 
     def delete(self, conn: Connection, rtype: str, rid: str) -> StoredVersion | None:
@@ -186,7 +215,8 @@ class ResourceRepository:
         conn.execute(self._u_supersede, {"b_rtype": rtype, "b_rid": rid})
         conn.execute(resource.insert().values(
             tenant=self.tenant, rtype=rtype, rid=rid, version=version, lu=lu, current=True,
-            deleted=True, patient=cur.patient, dek_id=cur.dek_id, body=None))
+            deleted=True, patient=cur.patient, dek_id=cur.dek_id, body=None,
+            undisclosed=cur.undisclosed))
         self._unindex(conn, rtype, rid)
         return StoredVersion(rtype, rid, version, lu, True, cur.patient, None, cur.dek_id,
                              cur.kek_version, cur.wrapped, cur.owner)
@@ -223,11 +253,46 @@ class ResourceRepository:
         return len(rows)
 
     # -- search ------------------------------------------------------------------------------
+    def _row_filter(self, f: Any) -> Any:
+        """SQL condition for a policy RowFilter (None: every row)."""
+        if f.all_rows:
+            return None
+        t = self.tenant
+        conds: list[Any] = []
+        if f.patient:
+            conds.append(resource.c.patient == f.patient)
+        if f.practitioner:
+            cr, cons, bg = care_relationship, consent_rule, break_glass
+            related = select(cr.c.patient).where(cr.c.tenant == t,
+                                                 cr.c.practitioner == f.practitioner)
+            care_team = related.where(cr.c.kind.in_(sorted(CARE_TEAM_KINDS)))
+            denied_me = select(cons.c.patient).where(cons.c.tenant == t,
+                                                     cons.c.actor == f.practitioner)
+            denied_all = select(cons.c.patient).where(cons.c.tenant == t, cons.c.actor == "*")
+            glass = select(bg.c.patient).where(bg.c.tenant == t,
+                                               bg.c.practitioner == f.practitioner,
+                                               bg.c.expires_at > now_us())
+            conds.append(or_(
+                resource.c.patient.in_(glass),
+                and_(resource.c.patient.in_(related), resource.c.patient.not_in(denied_me),
+                     or_(resource.c.patient.not_in(denied_all),
+                         resource.c.patient.in_(care_team)))))
+        cond = or_(*conds) if conds else resource.c.patient == "\x00none"
+        if f.non_compartment:
+            cond = or_(cond, resource.c.patient.is_(None))
+        if f.hide_undisclosed:
+            cond = and_(cond, resource.c.undisclosed.is_(False))
+        return cond
+
     def search(self, conn: Connection, q: SearchQuery) -> tuple[list[StoredVersion], int | None]:
         conds: list[Any] = [resource.c.tenant == self.tenant, resource.c.rtype == q.rtype,
                             resource.c.current.is_(True), resource.c.deleted.is_(False)]
         if q.ids is not None:
             conds.append(resource.c.rid.in_(q.ids))
+        if q.row_filter is not None:
+            cond = self._row_filter(q.row_filter)
+            if cond is not None:
+                conds.append(cond)
         for clauses in q.last_updated:
             conds.append(or_(*[_date_cond(c, resource.c.lu, resource.c.lu + 1, scale=1_000_000)
                                for c in clauses]))

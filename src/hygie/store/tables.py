@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -76,6 +77,8 @@ resource = Table(
     Column("patient", String(64), nullable=True),  # compartment (opaque Patient id)
     Column("dek_id", BigInteger, nullable=False),
     Column("body", LargeBinary, nullable=True),  # ciphertext; NULL for a deletion
+    # Marked by a practitioner as not yet disclosable to the patient (migration 0003).
+    Column("undisclosed", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("tenant", "rtype", "rid", "version"),
     Index(None, "tenant", "rtype", "current", "lu"),
     Index(None, "tenant", "patient", "current"),
@@ -134,6 +137,7 @@ audit_event = Table(
     Column("code", String(64), nullable=True),  # stable reason code
     Column("request_id", String(64), nullable=True),
     Column("client_address", String(64), nullable=True),
+    Column("detail", String(64), nullable=True),  # e.g. the break-glass grant id (0003)
     Index(None, "tenant", "patient"),
 )
 
@@ -167,4 +171,59 @@ import_journal = Table(
     Column("done_at", BigInteger, nullable=False),
     Column("resources", Integer, nullable=False),
     PrimaryKeyConstraint("tenant", "unit"),
+)
+
+# -- access: care relationships, consent rules, break-glass, alerts (migration 0003) -----------
+care_relationship = Table(
+    "care_relationship",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("practitioner", String(64), nullable=False),  # Practitioner id
+    Column("patient", String(64), nullable=False),  # Patient id
+    Column("kind", String(16), nullable=False),  # creator | careteam | referral | share
+    Column("source", String(160), nullable=False),  # the resource granting it, Type/id
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "practitioner", "patient", "kind", "source"),
+    Index(None, "tenant", "patient"),
+    Index(None, "tenant", "source"),
+)
+
+consent_rule = Table(
+    "consent_rule",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("patient", String(64), nullable=False),
+    Column("source", String(160), nullable=False),  # Consent/id
+    Column("actor", String(64), nullable=False),  # Practitioner id, or "*" (all but care team)
+    PrimaryKeyConstraint("tenant", "source", "actor"),
+    Index(None, "tenant", "patient", "actor"),
+)
+
+break_glass = Table(
+    "break_glass",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("practitioner", String(64), nullable=False),
+    Column("patient", String(64), nullable=False),
+    Column("dek_id", BigInteger, nullable=False),
+    Column("reason", LargeBinary, nullable=False),  # sealed with the patient's data key
+    Column("granted_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index(None, "tenant", "practitioner", "patient", "expires_at"),
+)
+
+security_alert = Table(
+    "security_alert",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),  # e.g. break-glass
+    Column("actor", String(128), nullable=False),
+    Column("patient", String(64), nullable=True),
+    Column("ref", String(64), nullable=True),  # e.g. the break-glass grant id
+    Column("acknowledged_at", BigInteger, nullable=True),
+    Index(None, "tenant", "at"),
 )

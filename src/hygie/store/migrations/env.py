@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from hygie.store import tables_accounts  # noqa: F401  (its tables join the metadata)
 from hygie.store.tables import metadata
 
 config = context.config
