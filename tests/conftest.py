@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,10 +81,10 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
     admin.close()
 
 
-@pytest.fixture(params=BACKENDS)
-def instance(request: pytest.FixtureRequest, templates: dict[str, Any],
-             tmp_path: Path) -> Iterator[Instance]:
-    backend = request.param
+@contextmanager
+def _make_instance(backend: str, templates: dict[str, Any], tmp_path: Path
+                   ) -> Iterator[Instance]:
+    """A private copy of the template instance of ``backend`` (dropped afterwards)."""
     data_dir = tmp_path / "data"
     shutil.copytree(templates[backend], data_dir)
     os.chmod(data_dir, 0o700)
@@ -96,11 +97,19 @@ def instance(request: pytest.FixtureRequest, templates: dict[str, Any],
             admin.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{templates["pg_template"]}"')
         _set_database_url(data_dir, _pg_url(dbname))
     _set_key_file(data_dir)
-    inst = Instance(backend, data_dir, load_settings(data_dir), dbname)
-    yield inst
-    if dbname:
-        with _pg_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    try:
+        yield Instance(backend, data_dir, load_settings(data_dir), dbname)
+    finally:
+        if dbname:
+            with _pg_admin() as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def instance(request: pytest.FixtureRequest, templates: dict[str, Any],
+             tmp_path: Path) -> Iterator[Instance]:
+    with _make_instance(request.param, templates, tmp_path) as inst:
+        yield inst
 
 
 def _set_key_file(data_dir: Path) -> None:

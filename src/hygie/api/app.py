@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 
 from hygie import __version__
-from hygie.api import auth, errors, fhir, security
+from hygie.api import auth, errors, fhir, people, security
 from hygie.api.middleware import HygieMiddleware
 from hygie.api.state import Runtime
 from hygie.crypto import Keyring
@@ -44,6 +44,8 @@ def create_app(settings: Settings, *, keyring: Keyring | None = None) -> FastAPI
     app.state.runtime = runtime
     errors.install(app)
     app.include_router(auth.router)
+    app.include_router(people.public)
+    app.include_router(people.router)
     app.include_router(fhir.public)
     app.include_router(fhir.router)
     app.include_router(security.router)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
 
+from hygie.access import sessions
 from hygie.access.actor import Actor, RequestContext
 from hygie.access.clients import authenticate
 from hygie.api.state import Runtime
@@ -38,14 +39,41 @@ def context(request: Request) -> RequestContext:
 ContextDep = Annotated[RequestContext, Depends(context)]
 
 
-def bearer_actor(request: Request, rt: RuntimeDep) -> Actor:
+SESSION_COOKIE = "hygie_session"
+
+
+def presented_token(request: Request) -> str | None:
+    """The access token of the request: ``Authorization: Bearer``, else the session cookie."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("a bearer access token is required (POST /auth/token)")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    cookie = request.cookies.get(SESSION_COOKIE, "").strip()
+    return cookie or None
+
+
+def bearer_actor(request: Request, rt: RuntimeDep) -> Actor:
+    """An API client (client-credentials token) or a signed-in person (access token).
+
+    A person's session is checked on every request (revocation, idle timeout, absolute
+    lifetime, account still active); its last-seen time is written at most every 30 s.
+    """
+    token = presented_token(request)
+    if token is None:
+        raise Unauthenticated("a bearer access token is required (POST /auth/token, "
+                              "or sign in at POST /auth/login)")
     try:
         with transaction(rt.engine, readonly=True) as conn:
-            return authenticate(conn, token.strip())
+            try:
+                return authenticate(conn, token)
+            except Unauthenticated:
+                person = sessions.authenticate(
+                    conn=conn, tenant=rt.settings.tenant,
+                    limits=sessions.AuthLimits.from_settings(rt.settings), access_token=token)
+        if person.needs_touch:
+            with transaction(rt.engine) as conn:
+                sessions.touch(conn=conn, session_id=person.session_id)
+        return person.actor
     except SQLAlchemyError:
         raise AuditUnavailable("the database is not available") from None
 
