@@ -178,7 +178,7 @@ def test_patient_does_not_see_undisclosed_results(people: People) -> None:
     pending["meta"] = {"tag": [{"system": "https://hygie.health/fhir/CodeSystem/disclosure",
                                 "code": "pending"}]}
     hidden = people.make("Observation", pending)
-    shown = people.make("Observation", body_for("Observation", pid, "SHOWN"))
+    people.make("Observation", body_for("Observation", pid, "SHOWN"))
     api = people.as_(Actor.user("u-pat", "patient", patient_id=pid))
     assert api.get(f"/fhir/Observation/{hidden}").status_code == 403
     search = api.get("/fhir/Observation")
