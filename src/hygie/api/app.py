@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 
 from hygie import __version__
-from hygie.api import auth, errors, fhir, people, security
+from hygie.api import audit, auth, errors, fhir, people, security
 from hygie.api.middleware import HygieMiddleware
 from hygie.api.state import Runtime
 from hygie.crypto import Keyring
@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, keyring: Keyring | None = None) -> FastAPI
     app.include_router(people.public)
     app.include_router(people.router)
     app.include_router(fhir.public)
+    app.include_router(audit.router)  # before the generic /fhir/{type} routes
     app.include_router(fhir.router)
     app.include_router(security.router)
     app.add_middleware(HygieMiddleware, max_body=settings.max_body_bytes)
