@@ -224,3 +224,26 @@ def test_admin_and_secretary_cannot_read_clinical_content(people: People) -> Non
     # The secretary manages identities of every patient of the practice.
     sec = people.as_(Actor.user("u-sec", "secretary"))
     assert sec.get(f"/fhir/Patient/{pid}").status_code == 200
+
+
+def test_include_and_revinclude_are_filtered_by_policy(people: People) -> None:
+    mine, _ = people.patient_with(people.doc, "Incluse")
+    theirs, _ = people.patient_with(people.other_doc, "Exclue")
+    obs_mine = people.make("Observation", body_for("Observation", mine, "OBSMINE"))
+    people.make("Observation", body_for("Observation", theirs, "OBSTHEIRS"))
+    system = people.as_(people.system)
+    all_obs = system.get("/fhir/Observation?_include=Observation:subject").json()
+    assert all_obs["total"] == 2
+    assert sum(e["search"]["mode"] == "include" for e in all_obs["entry"]) == 2
+    api = people.as_(people.dr)
+    inc = api.get("/fhir/Observation?_include=Observation:patient")
+    assert inc.status_code == 200, inc.text
+    modes = {e["resource"]["id"]: e["search"]["mode"] for e in inc.json()["entry"]}
+    assert modes == {obs_mine: "match", mine: "include"}
+    rev = api.get("/fhir/Patient?_revinclude=Observation:subject")
+    assert "OBSMINE" in rev.text and "OBSTHEIRS" not in rev.text and "Exclue" not in rev.text
+    # A patient's own search: their own observations only.
+    pat = people.as_(Actor.user("u-p2", "patient", patient_id=theirs))
+    rev = pat.get(f"/fhir/Patient?_id={mine},{theirs}&_revinclude=Observation:subject")
+    assert "OBSTHEIRS" in rev.text and "OBSMINE" not in rev.text
+    assert api.get("/fhir/Observation?_include=Observation:code").status_code == 400

@@ -122,6 +122,7 @@ class Door:
         self.entries: list[AuditEntry] = []
         self.failures: list[AuditEntry] = []
         self._facts: dict[str, Facts] = {}
+        self.included: list[Found] = []  # _include/_revinclude results of the last search
 
     # -- audit helpers ------------------------------------------------------------------------
     def entry(self, action: str, outcome: str, *, rtype: str | None = None,
@@ -338,7 +339,46 @@ class Door:
         self._ok("search", target, decision)
         for patient in sorted({r.patient for r in rows if r.patient}):
             self._ok("search", Target(q.rtype, None, patient))
+        self.included = self._includes(q, [r.rid for r in rows]) if rows else []
         return found, total
+
+    def _includes(self, q: SearchQuery, rids: list[str]) -> list[Found]:
+        """_include / _revinclude: each resource passes the policy on its own; the ones the
+        caller may not read are left out silently (their existence is not revealed)."""
+        out: list[Found] = []
+        seen: set[tuple[str, str]] = set()
+        for _src, param, want in q.includes:
+            for ref in self.repo.references(self.conn, q.rtype, rids, param):
+                rtype, _, rid = ref.partition("/")
+                if (want and rtype != want) or (rtype, rid) in seen:
+                    continue
+                seen.add((rtype, rid))
+                row = self.repo.current(self.conn, rtype, rid)
+                if row is None or row.deleted:
+                    continue
+                tgt = self._target(row)
+                if decide(self.actor, "read", tgt, self.facts(row.patient)).allowed:
+                    out.append(Found(rtype, rid, row.version, row.last_updated,
+                                     self._open(row, "search")))
+                    self._ok("read", Target(rtype, rid, row.patient))
+        for src, param in q.revincludes:
+            if not decide(self.actor, "search", Target(src)).allowed:
+                continue
+            sub = SearchQuery(rtype=src, count=1000, total="none",
+                              refs=[(param, [f"{q.rtype}/{rid}" for rid in rids])],
+                              row_filter=row_filter(self.actor, src))
+            rows, _ = self.repo.search(self.conn, sub)
+            for row in rows:
+                if (row.rtype, row.rid) in seen:
+                    continue
+                if not decide(self.actor, "read", self._target(row),
+                              self.facts(row.patient)).allowed:
+                    continue
+                seen.add((row.rtype, row.rid))
+                out.append(Found(row.rtype, row.rid, row.version, row.last_updated,
+                                 self._open(row, "search")))
+                self._ok("read", Target(row.rtype, row.rid, row.patient))
+        return out
 
     def everything(self, patient_id: str, *, count: int, offset: int
                    ) -> tuple[list[Found], int]:

@@ -52,11 +52,14 @@ def _version(vid: str) -> int:
 
 
 def _search_bundle(request: Request, q: SearchQuery, rows: list[Found],
-                   total: int | None, path: str | None = None) -> bytes:
+                   total: int | None, path: str | None = None,
+                   included: list[Found] | None = None) -> bytes:
     base = base_url(request)
     return searchset(base=base, rtype=q.rtype, total=total, applied=q.applied, count=q.count,
                      offset=q.offset, path=path,
-                     entries=[(f"{base}/{f.rtype}/{f.rid}", f.body or b"{}") for f in rows])
+                     entries=[(f"{base}/{f.rtype}/{f.rid}", f.body or b"{}") for f in rows],
+                     included=[(f"{base}/{f.rtype}/{f.rid}", f.body or b"{}")
+                               for f in included or []])
 
 
 # -- public ----------------------------------------------------------------------------------
@@ -100,7 +103,8 @@ def _search(rtype: str, request: Request, rt: RuntimeDep, actor: CurrentActor,
                      page_max=s.page_size_max)
     with rt.gate.open(actor, ctx) as door:
         rows, total = door.search(q)
-    return fhir_response(_search_bundle(request, q, rows, total))
+        included = door.included
+    return fhir_response(_search_bundle(request, q, rows, total, included=included))
 
 
 @router.get("/{rtype}", summary="search")

@@ -43,7 +43,8 @@ def _raw(body: bytes) -> orjson.Fragment:
 
 def searchset(*, base: str, rtype: str, entries: list[tuple[str, bytes]], total: int | None,
               applied: list[tuple[str, str]], count: int, offset: int,
-              path: str | None = None) -> bytes:
+              path: str | None = None, included: list[tuple[str, bytes]] | None = None
+              ) -> bytes:
     """A searchset Bundle. ``entries`` are (fullUrl, resource JSON)."""
     path = path or f"{base}/{rtype}"
 
@@ -71,7 +72,9 @@ def searchset(*, base: str, rtype: str, entries: list[tuple[str, bytes]], total:
         bundle["total"] = total
     bundle["link"] = links
     bundle["entry"] = [{"fullUrl": url, "resource": _raw(body), "search": {"mode": "match"}}
-                       for url, body in entries]
+                       for url, body in entries] + [
+        {"fullUrl": url, "resource": _raw(body), "search": {"mode": "include"}}
+        for url, body in included or []]
     return orjson.dumps(bundle)
 
 

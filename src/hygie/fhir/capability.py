@@ -18,6 +18,11 @@ _INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "creat
 
 def capability_statement(base: str) -> dict[str, Any]:
     resources = []
+    rev: dict[str, list[str]] = {}
+    for rtype in sorted(resource_types()):
+        for p in params_for(rtype).values():
+            if p.type == "reference":
+                rev.setdefault(p.target or "*", []).append(f"{rtype}:{p.name}")
     for rtype in sorted(resource_types()):
         params = [*_COMMON] + [{"name": p.name, "type": p.type}
                                for p in params_for(rtype).values()]
@@ -32,6 +37,13 @@ def capability_statement(base: str) -> dict[str, Any]:
             "conditionalDelete": "not-supported",
             "searchParam": params,
         }
+        includes = [f"{rtype}:{p.name}" for p in params_for(rtype).values()
+                    if p.type == "reference"]
+        if includes:
+            entry["searchInclude"] = includes
+        revs = sorted(set(rev.get(rtype, []) + rev.get("*", [])))
+        if revs:
+            entry["searchRevInclude"] = revs
         if rtype == "Patient":
             entry["operation"] = [{"name": "everything",
                                    "definition": "http://hl7.org/fhir/OperationDefinition/"

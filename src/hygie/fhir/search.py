@@ -51,6 +51,9 @@ class SearchQuery:
     applied: list[tuple[str, str]] = field(default_factory=list)
     # Set by the gate: which rows the caller may see (hygie.access.policy.RowFilter).
     row_filter: Any = None
+    # _include=Type:param[:Target] and _revinclude=Type:param
+    includes: list[tuple[str, str, str | None]] = field(default_factory=list)
+    revincludes: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _values(raw: str) -> list[str]:
@@ -129,6 +132,23 @@ def parse_search(rtype: str, params: list[tuple[str, str]], *, lenient: bool,
             if raw not in ("json", "application/json", "application/fhir+json"):
                 unsupported("_format supports only JSON")
                 continue
+        elif name in ("_include", "_revinclude"):
+            parts = raw.split(":")
+            if modifier or len(parts) not in (2, 3) or (name == "_revinclude" and len(parts) != 2):
+                raise InvalidRequest(f"{name} takes Type:parameter" + (
+                    "[:TargetType]" if name == "_include" else ""))
+            src, param = parts[0], parts[1]
+            spec = params_for(src).get(param)
+            if spec is None or spec.type != "reference":
+                unsupported(f"{name}: {src}:{param} is not a supported reference parameter")
+                continue
+            if name == "_include":
+                if src != rtype:
+                    unsupported("_include must name the searched type")
+                    continue
+                q.includes.append((src, param, parts[2] if len(parts) == 3 else None))
+            else:
+                q.revincludes.append((src, param))
         elif name == "_id":
             if modifier:
                 unsupported("_id takes no modifier")

@@ -252,6 +252,16 @@ class ResourceRepository:
         self.keys.destroy(conn, patient_owner(patient_id))
         return len(rows)
 
+    def references(self, conn: Connection, rtype: str, rids: list[str], param: str
+                   ) -> list[str]:
+        """The ``Type/id`` targets of reference parameter ``param`` of these resources."""
+        if not rids:
+            return []
+        rows = conn.execute(select(search_ref.c.target).distinct().where(
+            search_ref.c.tenant == self.tenant, search_ref.c.rtype == rtype,
+            search_ref.c.param == param, search_ref.c.rid.in_(rids))).all()
+        return sorted(r[0] for r in rows)
+
     # -- search ------------------------------------------------------------------------------
     def _row_filter(self, f: Any) -> Any:
         """SQL condition for a policy RowFilter (None: every row)."""
