@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from hygie.errors import InvalidRequest, InvalidResource, UnknownResourceType
 from hygie.fhir.identifiers import validate_identifiers
+from hygie.fhir.resource_types import RESOURCE_TYPES
 
 _MAX_MESSAGES = 5
 
@@ -29,14 +30,20 @@ def _model(rtype: str) -> Any:
         return None
 
 
-@functools.cache
 def resource_types() -> frozenset[str]:
-    """Every resource type the models define (data types and backbone elements excluded)."""
+    """Every resource type Hygie accepts."""
+    return RESOURCE_TYPES
+
+
+def model_resource_types() -> frozenset[str]:
+    """Every resource type the models define (imports all of them: for tests)."""
     from fhir.resources.R4B import fhirtypes
 
     out = set()
     for name in dir(fhirtypes):
         if not (name.endswith("Type") and name[0].isupper()):
+            continue
+        if name[:-4] in ("Resource", "DomainResource"):  # abstract bases
             continue
         model = _model(name[:-4])
         if model is not None and (name[:-4] in ("Bundle", "Binary", "Parameters") or any(
@@ -53,9 +60,8 @@ WARM_TYPES = ("Patient", "Practitioner", "PractitionerRole", "Organization", "En
 
 
 def warm_up() -> None:
-    """Load every model class and build the validators of the common types now, so the first
-    request of a type does not pay for it."""
-    resource_types()
+    """Build the validators of the common types now, so their first request does not pay for
+    it (other types load on first use)."""
     for rtype in WARM_TYPES:
         # Required elements are missing: the validator is built all the same.
         with contextlib.suppress(ValidationError):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -95,17 +98,59 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
+class WriteLock:
+    """Serialises SQLite write transactions across threads and processes.
+
+    Every gate transaction writes (at least its audit entry). Left to SQLite, concurrent
+    writers poll the database lock with sleeps of up to 100 ms (the busy handler), which wrecks
+    tail latency under load. A kernel file lock (``flock``) queues them instead and wakes the
+    next one as soon as the lock is released; a thread lock does the same within a process.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._thread_lock = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+_WRITE_LOCKS: dict[str, WriteLock] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def write_lock(engine: Engine) -> WriteLock | None:
+    """The write lock of a file-backed SQLite engine (None for PostgreSQL)."""
+    if engine.dialect.name != "sqlite" or not engine.url.database:
+        return None
+    path = engine.url.database + ".lock"
+    with _REGISTRY_LOCK:
+        lock = _WRITE_LOCKS.get(path)
+        if lock is None:
+            lock = _WRITE_LOCKS[path] = WriteLock(path)
+        return lock
+
+
 @contextmanager
 def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Connection]:
     """One transaction: committed when the block ends, rolled back on any error."""
-    try:
-        conn = engine.connect()
-        if readonly:
-            conn = conn.execution_options(**{READONLY: True})
-    except OperationalError as exc:
-        raise ConfigError(f"cannot connect to the database ({type(exc.orig).__name__})") from None
-    try:
-        with conn.begin():
-            yield conn
-    finally:
-        conn.close()
+    lock = None if readonly else write_lock(engine)
+    with lock.held() if lock is not None else nullcontext():
+        try:
+            conn = engine.connect()
+            if readonly:
+                conn = conn.execution_options(**{READONLY: True})
+        except OperationalError as exc:
+            raise ConfigError(
+                f"cannot connect to the database ({type(exc.orig).__name__})") from None
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.close()
