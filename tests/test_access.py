@@ -162,3 +162,27 @@ def test_audit_failure_fails_closed(api: Any, instance: Instance) -> None:
         conn.execute(text("DROP TRIGGER no_audit" + (" ON audit_event"
                                                      if instance.backend != "sqlite" else "")))
     assert api.get("/fhir/Patient?family=jamais").json()["total"] == 0
+
+
+def test_concurrent_reads_are_all_recorded_by_group_commit(api: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hygie.access.actor import Actor, RequestContext
+
+    pid = api.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"]
+    gate = api.gate
+    actor = Actor.client("c-threads", "system/*.*")
+
+    def reads(n: int) -> int:
+        for i in range(25):
+            with gate.open(actor, RequestContext(request_id=f"r{n}-{i}"), readonly=True) as d:
+                assert d.read("Patient", pid).body
+        return 25
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(reads, range(8))) == 200
+    with api.engine.connect() as conn:
+        rows = conn.execute(select(audit_event.c.request_id).where(
+            audit_event.c.actor == "client:c-threads")).scalars().all()
+    assert sorted(rows) == sorted(f"r{n}-{i}" for n in range(8) for i in range(25))
+    assert gate.appender.appended >= 200 and gate.appender.batches >= 1

@@ -38,6 +38,7 @@ from hygie.fhir.compartment import patient_of
 from hygie.fhir.search import SearchQuery
 from hygie.fhir.validation import validate_resource
 from hygie.ledger import audit
+from hygie.ledger.appender import AuditAppender
 from hygie.ledger.audit import AuditEntry
 from hygie.store.db import now_us, transaction
 from hygie.store.keys import KeyStore, patient_owner
@@ -73,20 +74,30 @@ class Gate:
         self.keys = KeyStore(keyring, tenant)
         self.repo = ResourceRepository(self.keys, tenant)
         self.break_glass_seconds = break_glass_seconds
+        self.appender = AuditAppender(engine, tenant)
 
     @contextmanager
-    def open(self, actor: Actor, ctx: RequestContext | None = None) -> Iterator[Door]:
-        """A door for one actor and one transaction (all or nothing)."""
+    def open(self, actor: Actor, ctx: RequestContext | None = None, *,
+             readonly: bool = False) -> Iterator[Door]:
+        """A door for one actor and one transaction (all or nothing).
+
+        ``readonly``: the door only reads; its audit entries are group-committed by the
+        appender, and the block returns only once they are durable (fail closed).
+        """
         ctx = ctx or RequestContext()
         door: Door | None = None
         try:
-            with transaction(self.engine) as conn:
-                door = Door(self, actor, ctx, conn)
+            with transaction(self.engine, readonly=readonly) as conn:
+                door = Door(self, actor, ctx, conn, readonly=readonly)
                 yield door
-                try:
-                    audit.append(conn, self.tenant, door.entries)
-                except SQLAlchemyError:
-                    raise AuditUnavailable("the audit trail cannot record this access") from None
+                if not readonly:
+                    try:
+                        audit.append(conn, self.tenant, door.entries)
+                    except SQLAlchemyError:
+                        raise AuditUnavailable(
+                            "the audit trail cannot record this access") from None
+            if readonly:
+                self.appender.append(door.entries)
         except HygieError as exc:
             failures = door.failures if door and door.failures else []
             if not failures and door is not None and not isinstance(exc, AuditUnavailable):
@@ -113,7 +124,9 @@ class Gate:
 class Door:
     """Patient-data operations for one actor inside one transaction."""
 
-    def __init__(self, gate: Gate, actor: Actor, ctx: RequestContext, conn: Connection) -> None:
+    def __init__(self, gate: Gate, actor: Actor, ctx: RequestContext, conn: Connection, *,
+                 readonly: bool = False) -> None:
+        self.readonly = readonly
         self.gate = gate
         self.repo = gate.repo
         self.actor = actor
@@ -187,22 +200,34 @@ class Door:
         if len(reason) < 5 or len(reason) > _BG_REASON_MAX:
             raise InvalidRequest(f"a break-glass reason is 5 to {_BG_REASON_MAX} characters")
         grant = str(uuid.uuid4())
-        dek_id, key = self.gate.keys.ensure(self.conn, patient_owner(patient))
         aad = f"hygie/break-glass/1\x00{self.gate.tenant}\x00{grant}".encode()
-        now = now_us()
-        self.conn.execute(insert(break_glass).values(
-            id=grant, tenant=self.gate.tenant, actor=self.actor.label,
-            practitioner=self.actor.practitioner_id or "", patient=patient, dek_id=dek_id,
-            reason=key.seal(reason.encode(), aad), granted_at=now,
-            expires_at=now + self.gate.break_glass_seconds * 1_000_000))
-        self.conn.execute(insert(security_alert).values(
-            tenant=self.gate.tenant, at=now, kind="break-glass", actor=self.actor.label,
-            patient=patient, ref=grant))
-        self.entries.append(self.entry("break-glass", audit.SUCCESS, rtype="Patient",
-                                       rid=patient, patient=patient, code="break-glass",
-                                       detail=grant))
+        entry = self.entry("break-glass", audit.SUCCESS, rtype="Patient", rid=patient,
+                           patient=patient, code="break-glass", detail=grant)
+
+        def record(conn: Connection) -> None:
+            dek_id, key = self.gate.keys.ensure(conn, patient_owner(patient))
+            now = now_us()
+            conn.execute(insert(break_glass).values(
+                id=grant, tenant=self.gate.tenant, actor=self.actor.label,
+                practitioner=self.actor.practitioner_id or "", patient=patient, dek_id=dek_id,
+                reason=key.seal(reason.encode(), aad), granted_at=now,
+                expires_at=now + self.gate.break_glass_seconds * 1_000_000))
+            conn.execute(insert(security_alert).values(
+                tenant=self.gate.tenant, at=now, kind="break-glass", actor=self.actor.label,
+                patient=patient, ref=grant))
+
+        if self.readonly:
+            # The grant, its alert and its audit entry are committed on their own, first.
+            with transaction(self.gate.engine) as conn:
+                record(conn)
+                audit.append(conn, self.gate.tenant, [entry])
+        else:
+            record(self.conn)
+            self.entries.append(entry)
         log.warning("break-glass: %s opened a patient record (grant %s)", self.actor.label, grant)
-        self._facts.pop(patient, None)
+        facts = self.facts(patient)
+        self._facts[patient] = Facts(facts.relationships, facts.consent_denies_actor,
+                                     facts.consent_denies_others, break_glass=True)
 
     def _missing(self, action: str, target: Target, exc: HygieError) -> HygieError:
         """No such resource. People who could not see it anyway get the same answer as for

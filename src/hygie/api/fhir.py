@@ -101,7 +101,7 @@ def _search(rtype: str, request: Request, rt: RuntimeDep, actor: CurrentActor,
     s = rt.settings
     q = parse_search(rtype, params, lenient=lenient(request), page_default=s.page_size_default,
                      page_max=s.page_size_max)
-    with rt.gate.open(actor, ctx) as door:
+    with rt.gate.open(actor, ctx, readonly=True) as door:
         rows, total = door.search(q)
         included = door.included
     return fhir_response(_search_bundle(request, q, rows, total, included=included))
@@ -134,7 +134,7 @@ async def search_post(rtype: str, request: Request, rt: RuntimeDep, actor: Curre
 def read(rtype: str, rid: str, request: Request, rt: RuntimeDep, actor: CurrentActor,
          ctx: ContextDep) -> Response:
     require_resource_type(rtype)
-    with rt.gate.open(actor, ctx) as door:
+    with rt.gate.open(actor, ctx, readonly=True) as door:
         found = door.read(rtype, rid)
     return resource_response(found, request)
 
@@ -165,7 +165,7 @@ def delete(rtype: str, rid: str, rt: RuntimeDep, actor: CurrentActor,
 def history(rtype: str, rid: str, request: Request, rt: RuntimeDep, actor: CurrentActor,
             ctx: ContextDep) -> Response:
     require_resource_type(rtype)
-    with rt.gate.open(actor, ctx) as door:
+    with rt.gate.open(actor, ctx, readonly=True) as door:
         versions = door.history(rtype, rid)
     base = base_url(request)
     entries: list[dict[str, Any]] = []
@@ -188,7 +188,7 @@ def history(rtype: str, rid: str, request: Request, rt: RuntimeDep, actor: Curre
 def vread(rtype: str, rid: str, vid: str, request: Request, rt: RuntimeDep,
           actor: CurrentActor, ctx: ContextDep) -> Response:
     require_resource_type(rtype)
-    with rt.gate.open(actor, ctx) as door:
+    with rt.gate.open(actor, ctx, readonly=True) as door:
         found = door.vread(rtype, rid, _version(vid))
     return resource_response(found, request)
 
@@ -206,7 +206,7 @@ def everything(rid: str, request: Request, rt: RuntimeDep, actor: CurrentActor,
         offset = parse_search("Patient", [("_offset", raw_offset)], lenient=False,
                               page_default=1, page_max=1).offset
     q.offset = offset
-    with rt.gate.open(actor, ctx) as door:
+    with rt.gate.open(actor, ctx, readonly=True) as door:
         rows, total = door.everything(rid, count=q.count, offset=offset)
     path = f"{base_url(request)}/Patient/{rid}/$everything"
     return fhir_response(_search_bundle(request, q, rows, total, path=path))
