@@ -19,7 +19,7 @@ memory (RSS and PSS of the process tree) at the end of each load. Writes
 bench/results/crud.json.
 
     .venv/bin/python bench/bench_crud.py              # 10 s per load
-    .venv/bin/python bench/bench_crud.py --quick      # 2 s per load
+    .venv/bin/python bench/bench_crud.py --quick      # 1.5 s per load
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from common import (
     RequestMaker,
     check_answers,
@@ -88,7 +87,7 @@ def read_check(req: Any, status: int, body: bytes) -> bool:
 
 
 def run_ops(port: int, make: dict[str, Any], args: argparse.Namespace, server: Any,
-            postgres: bool) -> dict[str, Any]:
+            postgres: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for op in OPS:
         res = run_load(port, make[op], clients=args.clients, duration=args.duration,
@@ -103,6 +102,46 @@ def run_ops(port: int, make: dict[str, Any], args: argparse.Namespace, server: A
         out[op] = figs
         log(f"{server.label} {op}: {figs['rps']} req/s p50 {figs['p50_ms']} ms "
             f"p99 {figs['p99_ms']} ms errors {figs['errors']} rss {mem['rss_mb']} MB")
+    return out
+
+
+def sweep(srv: Any, mk: RequestMaker, ids: list[str], bodies: list[dict[str, Any]],
+          new_bodies: list[dict[str, Any]], args: argparse.Namespace,
+          dbname: str | None) -> dict[str, Any]:
+    """Read and create with fewer clients: how throughput and CPU per request change with
+    concurrency (the 16-client figures are the main ones)."""
+    out: dict[str, Any] = {}
+    for clients in args.sweep:
+        make = makers(mk, ids, bodies, new_bodies, clients)
+        for op in ("read", "create"):
+            res = run_load(srv.port, make[op], clients=clients,
+                           duration=min(args.duration, 5.0), warmup=min(args.warmup, 1.0),
+                           server=srv, postgres=dbname)
+            f = res.figures()
+            out[f"{op}_{clients}_clients"] = {k: f[k] for k in (
+                "rps", "p50_ms", "p99_ms", "errors", "server_cpu_cores", "server_cpu_per_req_ms",
+                "other_cpu_cores") if k in f}
+            log(f"{srv.label} {op} with {clients} client(s): {f['rps']} req/s, "
+                f"{f.get('server_cpu_per_req_ms')} CPU-ms/request")
+    return out
+
+
+def contended(port: int, mk: RequestMaker, ids: list[str], bodies: list[dict[str, Any]],
+              args: argparse.Namespace) -> dict[str, Any]:
+    """Probe, not a throughput figure: all clients PUT the same 2 patients at once. A server
+    that serialises writers answers 200 to all; each 409 is a write refused under contention."""
+
+    def make(ci: int, n: int) -> Any:
+        k = n % 2
+        body = {**bodies[k], "id": ids[k], "active": n % 2 == 0}
+        return mk.send("PUT", f"/fhir/Patient/{ids[k]}", orjson.dumps(body), ok=(200,))
+
+    res = run_load(port, make, clients=args.clients, duration=min(args.duration, 3.0), warmup=0)
+    total = res.requests + res.errors
+    out = {"requests": total, "ok": res.requests, "errors": res.errors,
+           "error_pct": round(100 * res.errors / total, 1) if total else 0.0,
+           "error_codes": res.error_codes}
+    log(f"contended update (16 clients, 2 ids): {out['error_pct']}% refused {res.error_codes}")
     return out
 
 
@@ -124,7 +163,10 @@ def bench_hygie(backend: str, args: argparse.Namespace, bodies: list[dict[str, A
             ids = seed(srv.port, mk, bodies)
             log(f"{srv.label}: seeded {len(ids)} patients in {time.perf_counter() - t0:.1f} s")
             out = run_ops(srv.port, makers(mk, ids, bodies, new_bodies, args.clients), args, srv,
-                          backend == "postgresql")
+                          inst.dbname)
+            out["contended_update"] = contended(srv.port, mk, ids, bodies, args)
+            if args.sweep:
+                out["sweep"] = sweep(srv, mk, ids, bodies, new_bodies, args, inst.dbname)
             problems = srv.problems()
             if problems:
                 out["server_log_problems"] = problems
@@ -146,23 +188,28 @@ def bench_raw(args: argparse.Namespace, bodies: list[dict[str, Any]],
         with raw_server(db, workers=args.workers) as srv:
             mk = RequestMaker(srv.port)
             return run_ops(srv.port, makers(mk, ids, bodies, new_bodies, args.clients), args,
-                           srv, False)
+                           srv, None)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run")
-    parser.add_argument("--duration", type=float, help="seconds per load (default 10, quick 2)")
-    parser.add_argument("--warmup", type=float, help="seconds before each load (2, quick 0.5)")
+    parser.add_argument("--duration", type=float, help="seconds per load (default 10, quick 1.5)")
+    parser.add_argument("--warmup", type=float, help="seconds before each load (2, quick 0.3)")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, help="patients seeded for read/update (1000, 500)")
+    parser.add_argument("--sweep", help="also read/create with these client counts "
+                        "(default 1,4; quick: none; '' for none)")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    args.duration = args.duration or (2.0 if args.quick else 10.0)
-    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 2.0)
+    args.duration = args.duration or (1.5 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 2.0)
     args.seed = args.seed or (500 if args.quick else 1000)
+    if args.sweep is None:
+        args.sweep = "" if args.quick else "1,4"
+    args.sweep = [int(c) for c in args.sweep.split(",") if c]
 
     bodies = make_patients(args.seed, seed=11).bodies
     new_bodies = make_patients(2000, seed=12).bodies
@@ -181,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in ops[op].items():
                 figures[f"{system}.{op}.{k}"] = v
     for backend in backends:
+        for name, f in results[backend].get("sweep", {}).items():
+            for k in ("rps", "p50_ms", "server_cpu_per_req_ms"):
+                if k in f:
+                    figures[f"{backend}.sweep.{name}.{k}"] = f[k]
+        figures[f"{backend}.contended_update.error_pct"] = results[backend][
+            "contended_update"]["error_pct"]
         for op in OPS:
             h, r = results[backend][op], results["raw_sqlite"][op]
             figures[f"{backend}.{op}.rps_vs_raw_ratio"] = ratio(h["rps"], r["rps"])

@@ -50,11 +50,43 @@ HOST = "127.0.0.1"
 PG_ADMIN = os.environ.get("HYGIE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 INS_NIR_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-SYNTHEA_DIRS = (ROOT.parent / "shared" / "data" / "synthea", ROOT / "tests" / "fixtures" / "synthea")
+SYNTHEA_DIRS = (ROOT.parent / "shared" / "data" / "synthea",
+                ROOT / "tests" / "fixtures" / "synthea")
 
 
 # -- output -----------------------------------------------------------------------------------
+def code_state() -> dict[str, Any]:
+    """Which code was measured: the checked-out commit (read from .git, no git command) and a
+    digest of src/ as it was on disk (the tree may hold uncommitted work)."""
+    import hashlib
+
+    head = None
+    with contextlib.suppress(OSError):
+        ref = (ROOT / ".git" / "HEAD").read_text().strip()
+        if ref.startswith("ref: "):
+            name = ref[5:]
+            path = ROOT / ".git" / name
+            if path.is_file():
+                head = path.read_text().strip()
+            else:
+                for line in (ROOT / ".git" / "packed-refs").read_text().splitlines():
+                    if line.endswith(" " + name):
+                        head = line.split()[0]
+        else:
+            head = ref
+    digest = hashlib.sha256()
+    for f in sorted((ROOT / "src").rglob("*.py")):
+        digest.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return {"head": head, "src_sha256": digest.hexdigest()[:16]}
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all processes, from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def machine() -> dict[str, Any]:
     cpu = ""
     with contextlib.suppress(OSError):
@@ -63,13 +95,14 @@ def machine() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "platform": platform.platform(), "loadavg_at_start": list(os.getloadavg())}
+            "platform": platform.platform(), "loadavg_at_start": list(os.getloadavg()),
+            "code": code_state()}
 
 
 def emit(prefix: str, figures: dict[str, Any]) -> None:
     """One ``name value unit`` line per figure (units come from the name's suffix)."""
     for name, value in figures.items():
-        if isinstance(value, dict | list):
+        if value is None or isinstance(value, dict | list):
             continue
         print(f"{prefix}.{name} {value} {unit_of(name)}", flush=True)
 
@@ -85,8 +118,14 @@ def unit_of(name: str) -> str:
     return "count"
 
 
+def result_path(name: str, quick: bool = False) -> Path:
+    """bench/results/<name>.json; smoke runs (--quick) go to bench/results/quick/ so they never
+    overwrite the figures of a full run."""
+    return (RESULTS / "quick" if quick else RESULTS) / f"{name}.json"
+
+
 def write_result(name: str, doc: dict[str, Any], out: Path | None = None) -> Path:
-    path = out or RESULTS / f"{name}.json"
+    path = out or result_path(name, bool(doc.get("quick")))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -232,6 +271,23 @@ def pg_admin(sql: str) -> None:
         conn.execute(sql)  # type: ignore[arg-type]
 
 
+def pg_in(dbname: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement in a bench database (autocommit); returns its rows."""
+    import psycopg
+
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + dbname
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        cur = conn.execute(sql, params)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+def pg_cancel_queries(dbname: str) -> int:
+    """Cancel the running queries of a bench database (those our own server sent)."""
+    rows = pg_in(dbname, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = "
+                 "%s AND state = 'active' AND pid <> pg_backend_pid()", (dbname,))
+    return len(rows)
+
+
 def pg_available() -> bool:
     try:
         pg_admin("SELECT 1")
@@ -335,13 +391,23 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return sum(_cpu_ticks(p) for p in pids) / CLK_TCK
 
 
-def postgres_pids() -> list[int]:
+def postgres_pids(dbname: str | None = None) -> list[int]:
+    """PostgreSQL's processes: its shared ones (postmaster, WAL writer, checkpointer, ...) and
+    the backends serving ``dbname`` (those of other databases are left out)."""
     out = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
-                    out.append(int(entry))
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "postgres":
+                continue
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+            parts = cmd.split(": ")
+            # a backend reads "postgres: 15/main: USER DBNAME HOST(PORT) STATE"
+            is_backend = len(parts) >= 3 and "(" in parts[2]
+            if not is_backend or (dbname is not None and f" {dbname} " in f" {parts[2]}"):
+                out.append(int(entry))
     return out
 
 
@@ -374,7 +440,7 @@ class Server:
         self.argv, self.port, self.label = argv, port, label
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
-        self._err = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
 
     @property
     def base(self) -> str:
@@ -451,6 +517,7 @@ class Server:
         for p in pids[1:]:  # workers we started, if any outlived the supervisor
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(p, signal.SIGKILL)
+        self._err.close()
 
 
 def hygie_server(inst: Instance, workers: int = 2) -> Server:
@@ -566,6 +633,7 @@ class LoadResult:
     server_cpu_s: float | None = None
     postgres_cpu_s: float | None = None
     failed_checks: int = 0
+    machine_busy_s: float | None = None
 
     def figures(self, prefix: str = "") -> dict[str, Any]:
         lat = sorted(self.latencies_ns)
@@ -585,6 +653,12 @@ class LoadResult:
                                                          3)
         if self.postgres_cpu_s is not None:
             out[f"{p}postgres_cpu_cores"] = round(self.postgres_cpu_s / self.duration_s, 2)
+        if self.machine_busy_s is not None:
+            ours = self.loadgen_cpu_s + (self.server_cpu_s or 0) + (self.postgres_cpu_s or 0)
+            out[f"{p}machine_busy_cores"] = round(self.machine_busy_s / self.duration_s, 2)
+            # CPU used meanwhile by everything else on the machine: the noise
+            out[f"{p}other_cpu_cores"] = round(max(0.0, self.machine_busy_s - ours)
+                                               / self.duration_s, 2)
         return out
 
 
@@ -604,6 +678,8 @@ Check = Callable[[Request, int, bytes], bool]  # sampled answers: is it right?
 async def _client_loop(port: int, ci: int, make: Maker, deadline: float, record: bool,
                        lat: list[int], errors: Counter[str], counters: list[int],
                        check: Check | None, check_every: int, max_requests: int) -> None:
+    """One client. Requests started before the deadline are measured (latency, errors) even
+    if they end after it; only those that end before it count towards throughput."""
     conn = HttpConnection(port)
     n = 0
     perf = time.perf_counter_ns
@@ -620,12 +696,12 @@ async def _client_loop(port: int, ci: int, make: Maker, deadline: float, record:
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                     ConnectionError, TimeoutError) as exc:
                 await conn.close()
-                if perf() <= dl and record:
+                if record:
                     errors[f"connection:{type(exc).__name__}"] += 1
                     counters[1] += 1
                 continue
             t1 = perf()
-            if t1 > dl or not record:
+            if not record:
                 continue
             if status not in req.ok:
                 errors[f"{status}:{outcome_code(body)}"] += 1
@@ -637,16 +713,22 @@ async def _client_loop(port: int, ci: int, make: Maker, deadline: float, record:
                 counters[2] += 1
                 continue
             lat.append(t1 - t0)
-            counters[0] += 1
+            if t1 <= dl:
+                counters[0] += 1
     finally:
         await conn.close()
 
 
 def run_load(port: int, make: Maker, *, clients: int = 16, duration: float = 10.0,
-             warmup: float = 2.0, server: Server | None = None, postgres: bool = False,
-             check: Check | None = None, check_every: int = 25,
+             warmup: float = 2.0, server: Server | None = None, postgres: str | None = None,
+             check: Check | None = None, check_every: int = 25, grace: float = 10.0,
              max_requests: int = 2_000_000) -> LoadResult:
-    """Closed-loop load: ``clients`` connections for ``warmup`` then ``duration`` seconds."""
+    """Closed-loop load: ``clients`` connections for ``warmup`` then ``duration`` seconds.
+
+    Requests still unanswered ``grace`` seconds after the end are abandoned and counted as
+    errors (``unanswered-after-end``), so a load never runs longer than
+    warmup + duration + 2 * grace seconds.
+    """
     import uvloop
 
     async def phase(seconds: float, record: bool) -> tuple[list[int], Counter[str], list[int]]:
@@ -654,27 +736,39 @@ def run_load(port: int, make: Maker, *, clients: int = 16, duration: float = 10.
         errors: Counter[str] = Counter()
         counters = [0, 0, 0]
         deadline = time.perf_counter() + seconds
-        await asyncio.gather(*[
-            _client_loop(port, ci, make, deadline, record, lat, errors, counters, check,
-                         check_every, max_requests) for ci in range(clients)])
+        tasks = [asyncio.ensure_future(_client_loop(
+            port, ci, make, deadline, record, lat, errors, counters, check, check_every,
+            max_requests)) for ci in range(clients)]
+        _, pending = await asyncio.wait(tasks, timeout=seconds + grace)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending)
+            if record:
+                errors["unanswered-after-end"] += len(pending)
+                counters[1] += len(pending)
         return lat, errors, counters
 
     async def main() -> LoadResult:
         if warmup > 0:
             await phase(warmup, False)
         pids = server.pids() if server else []
-        pg = postgres_pids() if postgres else []
+        pg = postgres_pids(postgres) if postgres else []
         s0 = cpu_seconds(pids) if pids else None
         g0 = cpu_seconds(pg) if pg else None
-        c0, t0 = time.process_time(), time.perf_counter()
+        c0, t0, m0 = time.process_time(), time.perf_counter(), busy_cpu_seconds()
         lat, errors, counters = await phase(duration, True)
-        elapsed = min(time.perf_counter() - t0, duration)
         gen = time.process_time() - c0
+        busy = busy_cpu_seconds() - m0
         s1 = cpu_seconds(pids) if pids else None
         g1 = cpu_seconds(pg) if pg else None
-        return LoadResult(counters[0], counters[1], elapsed, lat, dict(errors), gen,
-                          None if s0 is None or s1 is None else s1 - s0,
-                          None if g0 is None or g1 is None else g1 - g0, counters[2])
+        elapsed = max(min(time.perf_counter() - t0, duration), 1e-9)
+        # CPU figures are over the whole phase (which may run past the window): scale them
+        scale = elapsed / max(time.perf_counter() - t0, 1e-9)
+        return LoadResult(counters[0], counters[1], elapsed, lat, dict(errors), gen * scale,
+                          None if s0 is None or s1 is None else (s1 - s0) * scale,
+                          None if g0 is None or g1 is None else (g1 - g0) * scale, counters[2],
+                          busy * scale)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main())

@@ -20,6 +20,8 @@ from hygie.records.importer import run_import
 from .conftest import PG_ADMIN, SHARED, Instance
 
 UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Hex digests in clear by design (import journal keys, key check values).
+HEX = re.compile(rb"[0-9a-f]{32,}")
 
 
 def secrets_of(bundles: list[Path]) -> set[str]:
@@ -76,11 +78,11 @@ def assert_nothing_in_clear(instance: Instance, bundles: list[Path]) -> int:
     raw = raw_storage(instance)
     secrets = secrets_of(bundles)
     assert secrets, "the fixture has identifying values to look for"
-    # Resource ids and references (server-assigned UUIDs) are stored in clear by design, and a
-    # short number such as a postal code can occur inside one by chance. So UUID-shaped secrets
-    # (e.g. source-system identifiers) are looked for in the raw bytes; every other secret is
-    # looked for once the UUIDs are taken out.
-    without_ids = UUID.sub(b"<id>", raw)
+    # Resource ids and references (server-assigned UUIDs) and a few hex digests are stored in
+    # clear by design, and a short number such as a postal code can occur inside one by chance.
+    # So UUID-shaped secrets (e.g. source-system identifiers) are looked for in the raw bytes;
+    # every other secret is looked for once the UUIDs and digests are taken out.
+    without_ids = HEX.sub(b"<hex>", UUID.sub(b"<id>", raw))
     leaked = sum(1 for s in secrets
                  if s.encode() in (raw if UUID.fullmatch(s.encode()) else without_ids)
                  or s.encode("utf-16-le") in raw)

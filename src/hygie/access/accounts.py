@@ -265,10 +265,13 @@ def begin_activation(*, conn: Connection, keys: KeyStore, activation_code: str, 
     secret = new_totp_secret()
     _, key = keys.ensure(conn, TENANT_OWNER)
     codes = tuple(new_code(10) for _ in range(RECOVERY_CODES))
-    conn.execute(update(user_account).where(user_account.c.id == user_id).values(
+    claimed = conn.execute(update(user_account).where(
+        user_account.c.id == user_id, user_account.c.status == PENDING).values(
         status=ENROLLING, password_hash=hash_secret(password),
         totp_secret=key.seal(secret, totp_context(tenant, user_id)), totp_last_step=None,
-        activation_attempts=0))
+        activation_attempts=0)).rowcount
+    if not claimed:  # a concurrent activation with the same code won
+        return Refused(InvalidRequest(_BAD_ACTIVATION))
     conn.execute(delete(recovery_code).where(recovery_code.c.user_id == user_id))
     conn.execute(recovery_code.insert(), [
         {"user_id": user_id, "digest": code_digest(c), "used_at": None} for c in codes])
@@ -296,7 +299,8 @@ def confirm_activation(*, conn: Connection, keys: KeyStore, activation_code: str
         record(conn, tenant, ctx, "activate", audit.DENIED, user_id=user_id, code="bad-totp")
         return Refused(InvalidRequest("the code from the authenticator app is not valid; "
                                       "check the device's clock and try the next code"))
-    conn.execute(update(user_account).where(user_account.c.id == user_id).values(
+    conn.execute(update(user_account).where(
+        user_account.c.id == user_id, user_account.c.status == ENROLLING).values(
         status=ACTIVE, activated_at=now, activation_digest=None, activation_expires_at=None,
         activation_attempts=0))
     record(conn, tenant, ctx, "activate", audit.SUCCESS, user_id=user_id, code="active")

@@ -55,8 +55,8 @@ TOUCH_EVERY_SECONDS = 30  # last-seen is written at most this often (not on ever
 MAX_DELAY_SECONDS = 2.0
 BAD_CREDENTIALS = "invalid username or password"
 BAD_CHALLENGE = "the sign-in has expired or the code is not valid: sign in again"
-BAD_TOKEN = "the access token is invalid, expired or revoked"
-BAD_REFRESH = "the refresh token is invalid, expired or revoked: sign in again"
+NO_SESSION = "the access token is invalid, expired or revoked"
+NO_REFRESH = "the refresh token is invalid, expired or revoked: sign in again"
 LOCKED = "too many failed sign-in attempts: try again later"
 
 
@@ -131,6 +131,14 @@ def _fail(conn: Connection, tenant: str, subjects: dict[str, bytes], limits: Aut
     window = limits.lockout_seconds * SECOND
     user_failures = 0
     locked: list[str] = []
+    # Forget counters nobody has fed for a whole window (unknown usernames included), skipping
+    # rows a concurrent sign-in holds (no lock waits, no deadlock).
+    stale_rows = select(login_throttle.c.subject).where(
+        login_throttle.c.tenant == tenant, login_throttle.c.last_failure_at < now - window,
+        login_throttle.c.locked_until.is_(None) | (login_throttle.c.locked_until <= now)
+    ).with_for_update(skip_locked=True)
+    conn.execute(delete(login_throttle).where(login_throttle.c.tenant == tenant,
+                                              login_throttle.c.subject.in_(stale_rows)))
     for kind, subject in subjects.items():
         conn.execute(insert(login_throttle).values(
             tenant=tenant, subject=subject, failures=0, last_failure_at=now,
@@ -194,8 +202,8 @@ def login(*, conn: Connection, tenant: str, limits: AuthLimits, username: str, p
         return _refuse_locked(conn, tenant, ctx, until, now, action="login", user_id=user_id)
     ok = verify_secret(row.password_hash if row is not None else None, password)
     if row is None or not ok or row.status != ACTIVE:
-        code = ("unknown-user" if row is None else "bad-password" if not ok
-                else f"account-{row.status}")
+        code = ("unknown-user" if row is None else f"account-{row.status}"
+                if row.status != ACTIVE else "bad-password")
         return _refuse_failure(conn, tenant, ctx, limits, subjects, now, action="login",
                                user_id=user_id, code=code, message=BAD_CREDENTIALS)
     token = new_token(32)
@@ -232,6 +240,7 @@ def complete_mfa(*, conn: Connection, keys: KeyStore, limits: AuthLimits, challe
         return _refuse_failure(conn, tenant, ctx, limits, subjects, now, action="mfa",
                                user_id=row.id, code="bad-code", message=BAD_CHALLENGE)
     _forget_failures(conn, tenant, subjects["user"])
+    _purge_ended(conn, row.id, now)
     session_id = uuid.uuid4().hex
     conn.execute(user_session.insert().values(
         id=session_id, tenant=tenant, user_id=row.id, created_at=now, last_seen_at=now,
@@ -240,6 +249,16 @@ def complete_mfa(*, conn: Connection, keys: KeyStore, limits: AuthLimits, challe
     record(conn, tenant, ctx, "mfa", audit.SUCCESS, user_id=row.id, code=factor,
            detail=session_id)
     return tokens
+
+
+def _purge_ended(conn: Connection, user_id: str, now: int) -> None:
+    """Forget the user's sessions that ended (their audit entries stay)."""
+    ended = [r[0] for r in conn.execute(select(user_session.c.id).where(
+        user_session.c.user_id == user_id,
+        user_session.c.revoked_at.is_not(None) | (user_session.c.expires_at <= now)))]
+    if ended:
+        conn.execute(delete(session_token).where(session_token.c.session_id.in_(ended)))
+        conn.execute(delete(user_session).where(user_session.c.id.in_(ended)))
 
 
 def _issue(conn: Connection, session_id: str, session_end: int, limits: AuthLimits,
@@ -287,7 +306,7 @@ def refresh(*, conn: Connection, tenant: str, limits: AuthLimits, refresh_token:
     found = _session_of(conn, tenant, refresh_token, "refresh")
     if found is None:
         record(conn, tenant, ctx, "refresh", audit.DENIED, user_id=None, code="bad-token")
-        return Refused(Unauthenticated(BAD_REFRESH))
+        return Refused(Unauthenticated(NO_REFRESH))
     tok, session, account = found
     spent = tok.used_at is not None or not conn.execute(update(session_token).where(
         session_token.c.digest == tok.digest, session_token.c.used_at.is_(None))
@@ -298,11 +317,11 @@ def refresh(*, conn: Connection, tenant: str, limits: AuthLimits, refresh_token:
                             session_id=session.id)
         record(conn, tenant, ctx, "token-reuse", audit.DENIED, user_id=session.user_id,
                code="refresh-token-reuse", detail=session.id)
-        return Refused(Unauthenticated(BAD_REFRESH))
+        return Refused(Unauthenticated(NO_REFRESH))
     if not _live(session, account, limits, now) or tok.expires_at <= now:
         record(conn, tenant, ctx, "refresh", audit.DENIED, user_id=session.user_id,
                code="session-ended", detail=session.id)
-        return Refused(Unauthenticated(BAD_REFRESH))
+        return Refused(Unauthenticated(NO_REFRESH))
     # Older access tokens of the session stop: only the newest pair works.
     conn.execute(delete(session_token).where(session_token.c.session_id == session.id,
                                              session_token.c.kind == "access"))
@@ -320,10 +339,10 @@ def authenticate(*, conn: Connection, tenant: str, limits: AuthLimits, access_to
     now = now or now_us()
     found = _session_of(conn, tenant, access_token, "access")
     if found is None:
-        raise Unauthenticated(BAD_TOKEN)
+        raise Unauthenticated(NO_SESSION)
     tok, session, account = found
     if tok.expires_at <= now or account is None or not _live(session, account, limits, now):
-        raise Unauthenticated(BAD_TOKEN)
+        raise Unauthenticated(NO_SESSION)
     actor = Actor.user(account.id, account.role, username=account.username,
                        practitioner_id=account.practitioner_id, patient_id=account.patient_id,
                        session_id=session.id)
@@ -353,6 +372,6 @@ def session_expiry(*, conn: Connection, tenant: str, session_id: str) -> int:
     row = conn.execute(select(user_session.c.expires_at).where(
         user_session.c.id == session_id, user_session.c.tenant == tenant)).first()
     if row is None:
-        raise Unauthenticated(BAD_TOKEN)
+        raise Unauthenticated(NO_SESSION)
     return int(row.expires_at)
 

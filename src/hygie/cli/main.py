@@ -345,6 +345,11 @@ def patient_erase(
     out.print(f"Erased: {n} resource(s) can no longer be decrypted.")
 
 
+from hygie.cli.users import user_app  # noqa: E402  (it uses the helpers above)
+
+app.add_typer(user_app, name="user")
+
+
 def main() -> None:
     os.umask(0o077)  # everything Hygie creates (database, WAL, exports) is private
     app()

@@ -102,7 +102,8 @@ class ResourceRepository:
         self.keys = keys
         self.tenant = tenant
         # Hot statements, built once (SQLAlchemy then reuses their compiled form).
-        rtype, rid = bindparam("b_rtype"), bindparam("b_rid")
+        rtype: Any = bindparam("b_rtype")
+        rid: Any = bindparam("b_rid")
         self._q_current = self._select().where(
             resource.c.rtype == rtype, resource.c.rid == rid, resource.c.current.is_(True))
         self._q_version = self._select().where(
