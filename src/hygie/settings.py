@@ -44,6 +44,8 @@ class Settings:
     login_delay_ms: int = 250
     activation_days: int = 7
     cookie_secure: str = "auto"
+    # [access]: break-glass grants last this long (docs/security-model.md)
+    break_glass_seconds: int = 14400
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -103,16 +105,19 @@ def load_settings(data_dir: Path | str | None) -> Settings:
             lockout_seconds=_positive(auth, "lockout_seconds", 900),
             login_delay_ms=_positive(auth, "login_delay_ms", 250, zero=True),
             activation_days=_positive(auth, "activation_days", 7),
+            break_glass_seconds=_positive(doc.get("access", {}), "break_glass_seconds",
+                                          14400, section="access"),
             cookie_secure=cookie_secure,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{config_file} is incomplete or invalid ({exc})") from None
 
 
-def _positive(table: dict[str, object], key: str, default: int, *, zero: bool = False) -> int:
+def _positive(table: dict[str, object], key: str, default: int, *, zero: bool = False,
+              section: str = "auth") -> int:
     value = int(str(table.get(key, default)))
     if value < 0 or (value == 0 and not zero):
-        raise ValueError(f"auth.{key} must be a positive number")
+        raise ValueError(f"{section}.{key} must be a positive number")
     return value
 
 
@@ -148,4 +153,7 @@ def render_config(*, instance_id: str, database_url: str, key_source: KeySource)
         '# "auto": the session cookie is Secure when the request came over https;\n'
         '# "always": behind a TLS-terminating proxy that talks plain HTTP to Hygie.\n'
         'cookie_secure = "auto"\n'
+        "\n[access]\n"
+        "# An emergency (break-glass) opening of a record lasts this long (4 hours).\n"
+        "break_glass_seconds = 14400\n"
     )

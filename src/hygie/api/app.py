@@ -29,7 +29,8 @@ def open_runtime(settings: Settings, keyring: Keyring | None = None) -> Runtime:
         raise ConfigError("the database schema is not initialised or not up to date "
                           "(run 'hygie init' for a new instance)")
     keyring = keyring or Keyring.load(settings.key_source)
-    gate = Gate(engine, keyring, settings.tenant)
+    gate = Gate(engine, keyring, settings.tenant,
+                break_glass_seconds=settings.break_glass_seconds)
     with transaction(engine) as conn:
         gate.keys.verify_keyring(conn)
         gate.keys.indexer(conn)
