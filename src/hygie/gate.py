@@ -141,7 +141,8 @@ class Door:
     def entry(self, action: str, outcome: str, *, rtype: str | None = None,
               rid: str | None = None, patient: str | None = None,
               code: str | None = None, detail: str | None = None) -> AuditEntry:
-        return AuditEntry(actor=self.actor.label, actor_kind=self.actor.kind, action=action,
+        return AuditEntry(actor=self.actor.label, actor_kind=self.actor.kind,
+                          actor_role=self.actor.role, action=action,
                           outcome=outcome, rtype=rtype, rid=rid, patient=patient, code=code,
                           request_id=self.ctx.request_id,
                           client_address=self.ctx.client_address, detail=detail)

@@ -63,6 +63,9 @@ def init_instance(data_dir: Path | str | None, *, key_source: str | None = None,
                 ])
         finally:
             engine.dispose()
+        from hygie.ledger.log import create_key, origin_for
+
+        create_key(path, origin_for(instance_id))
         for db_file in path.glob("hygie.db*"):
             os.chmod(db_file, 0o600)
         (path / CONFIG_NAME).write_text(render_config(

@@ -46,6 +46,8 @@ class Settings:
     cookie_secure: str = "auto"
     # [access]: break-glass grants last this long (docs/security-model.md)
     break_glass_seconds: int = 14400
+    # [ledger]: a new signed checkpoint at least this often (0: only on demand)
+    ledger_checkpoint_seconds: int = 10
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -107,6 +109,8 @@ def load_settings(data_dir: Path | str | None) -> Settings:
             activation_days=_positive(auth, "activation_days", 7),
             break_glass_seconds=_positive(doc.get("access", {}), "break_glass_seconds",
                                           14400, section="access"),
+            ledger_checkpoint_seconds=_positive(doc.get("ledger", {}), "checkpoint_seconds",
+                                                10, zero=True, section="ledger"),
             cookie_secure=cookie_secure,
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -156,4 +160,7 @@ def render_config(*, instance_id: str, database_url: str, key_source: KeySource)
         "\n[access]\n"
         "# An emergency (break-glass) opening of a record lasts this long (4 hours).\n"
         "break_glass_seconds = 14400\n"
+        "\n[ledger]\n"
+        "# Sign a new checkpoint of the audit ledger at least this often (0: only on demand).\n"
+        "checkpoint_seconds = 10\n"
     )

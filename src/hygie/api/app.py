@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from hygie import __version__
 from hygie.api import audit, auth, errors, fhir, people, security
+from hygie.api import ledger as ledger_routes
 from hygie.api.middleware import HygieMiddleware
 from hygie.api.state import Runtime
 from hygie.crypto import Keyring
 from hygie.errors import ConfigError
 from hygie.fhir.validation import warm_up
 from hygie.gate import Gate
+from hygie.ledger.log import Ledger, load_key
 from hygie.settings import Settings
 from hygie.store.db import current_revision, head_revision, make_engine, transaction
 
@@ -34,14 +39,38 @@ def open_runtime(settings: Settings, keyring: Keyring | None = None) -> Runtime:
     with transaction(engine) as conn:
         gate.keys.verify_keyring(conn)
         gate.keys.indexer(conn)
-    return Runtime(settings=settings, engine=engine, gate=gate)
+    ledger = Ledger(engine, settings.tenant, load_key(settings.data_dir))
+    return Runtime(settings=settings, engine=engine, gate=gate, ledger=ledger)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """While the server runs: sign a ledger checkpoint every ``ledger_checkpoint_seconds``."""
+    rt: Runtime = app.state.runtime
+    period = rt.settings.ledger_checkpoint_seconds
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(period):
+            try:
+                rt.ledger.checkpoint()
+            except Exception as exc:  # noqa: BLE001 - keep checkpointing; say what failed
+                log.error("ledger checkpoint failed (%s)", type(exc).__name__)
+
+    thread = threading.Thread(target=loop, name="hygie-checkpoint", daemon=True)
+    if period > 0:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def create_app(settings: Settings, *, keyring: Keyring | None = None) -> FastAPI:
     runtime = open_runtime(settings, keyring)
     warm_up()  # load the FHIR models now, not on the first request
     app = FastAPI(title="Hygie", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json")
+                  openapi_url="/openapi.json", lifespan=lifespan)
     app.state.runtime = runtime
     errors.install(app)
     app.include_router(auth.router)
@@ -51,5 +80,6 @@ def create_app(settings: Settings, *, keyring: Keyring | None = None) -> FastAPI
     app.include_router(audit.router)  # before the generic /fhir/{type} routes
     app.include_router(fhir.router)
     app.include_router(security.router)
+    app.include_router(ledger_routes.router)
     app.add_middleware(HygieMiddleware, max_body=settings.max_body_bytes)
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from hygie.gate import Gate
+from hygie.ledger.log import Ledger
 from hygie.settings import Settings
 
 
@@ -15,3 +16,4 @@ class Runtime:
     settings: Settings
     engine: Engine
     gate: Gate
+    ledger: Ledger

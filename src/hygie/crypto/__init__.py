@@ -23,6 +23,7 @@ from hygie.crypto.secrets import (
     token_digest,
     verify_secret,
 )
+from hygie.crypto.signing import SigningKey, verify_ed25519
 from hygie.crypto.totp import new_totp_secret, provisioning_uri, totp_at, verify_totp
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "DataKey",
     "KeySource",
     "Keyring",
+    "SigningKey",
     "constant_time_equal",
     "hash_secret",
     "new_key_material",
@@ -38,6 +40,7 @@ __all__ = [
     "provisioning_uri",
     "token_digest",
     "totp_at",
+    "verify_ed25519",
     "verify_secret",
     "verify_totp",
 ]

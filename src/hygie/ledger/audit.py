@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from hygie.store.db import now_us
 from hygie.store.tables import audit_event
@@ -33,10 +33,19 @@ class AuditEntry:
     request_id: str | None = None
     client_address: str | None = None
     detail: str | None = None  # e.g. the id of a break-glass grant
+    actor_role: str | None = None
+
+
+# PostgreSQL advisory lock serialising audit appends until commit, so that sequence numbers
+# are committed in order and the ledger's sequencer never skips a late commit. (SQLite write
+# transactions are already serialised by the store's write lock.)
+LEDGER_LOCK = 0x48594749  # "HYGI"
 
 
 def append(conn: Connection, tenant: str, entries: Iterable[AuditEntry]) -> None:
     at = now_us()
     rows = [{"at": at, "tenant": tenant, **e.__dict__} for e in entries]
     if rows:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK})
         conn.execute(audit_event.insert(), rows)

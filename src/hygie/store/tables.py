@@ -129,6 +129,7 @@ audit_event = Table(
     Column("tenant", String(64), nullable=False),
     Column("actor", String(128), nullable=False),
     Column("actor_kind", String(16), nullable=False),
+    Column("actor_role", String(16), nullable=True),  # people's role (migration 0004)
     Column("action", String(32), nullable=False),
     Column("rtype", String(64), nullable=True),
     Column("rid", String(64), nullable=True),
@@ -226,4 +227,22 @@ security_alert = Table(
     Column("ref", String(64), nullable=True),  # e.g. the break-glass grant id
     Column("acknowledged_at", BigInteger, nullable=True),
     Index(None, "tenant", "at"),
+)
+
+# -- the Merkle ledger over the audit trail (migration 0004) ------------------------------------
+ledger_leaf = Table(
+    "ledger_leaf",
+    metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),  # leaf index, 0-based
+    Column("seq", BigInteger, nullable=False, unique=True),  # audit_event.seq
+    Column("hash", LargeBinary(32), nullable=False),  # RFC 6962 leaf hash of the JCS entry
+)
+
+ledger_checkpoint = Table(
+    "ledger_checkpoint",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),  # the C2SP signed note
+    Column("created_at", BigInteger, nullable=False),
 )

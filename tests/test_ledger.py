@@ -1,0 +1,237 @@
+"""The ledger on a real data dir: signed checkpoints, proofs over the API, and tampering
+(deleting, editing, reordering, truncating audit rows) detected by verify and by a witness."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select, update
+from typer.testing import CliRunner
+
+from hygie.api.app import open_runtime
+from hygie.cli.main import app as cli_app
+from hygie.ledger.checkpoint import open_checkpoint
+from hygie.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from hygie.ledger.note import Verifier
+from hygie.records.importer import run_import
+from hygie.store.tables import audit_event, ledger_checkpoint, ledger_leaf
+
+from .conftest import Instance, make_api
+from .test_serve import free_port, wait_until_up
+
+runner = CliRunner()
+HYGIE = str(Path(sys.executable).parent / "hygie")
+
+
+def cli(*args: str) -> Any:
+    return runner.invoke(cli_app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def ledger_api(instance: Instance) -> Any:
+    api, app = make_api(instance, scopes="system/*.* ledger/*.read")
+    yield api
+    api.client.close()
+    app.state.runtime.engine.dispose()
+
+
+def test_checkpoint_and_proofs_over_the_api(ledger_api: Any) -> None:
+    api = ledger_api
+    for _ in range(5):
+        api.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "other"})
+    key = api.get("/ledger/key").json()
+    verifier = Verifier.from_verifier_key(key["verifier_key"])
+    assert key["verifier_key"].startswith(key["origin"] + "+")
+    first_note = api.get("/ledger/checkpoint")
+    assert first_note.headers["content-type"].startswith("text/plain")
+    first = open_checkpoint(first_note.text, verifier, key["origin"])
+    assert first.size >= 6  # the token issuance and five creates
+    api.get("/fhir/Patient")  # more entries
+    second = open_checkpoint(api.get("/ledger/checkpoint").text, verifier, key["origin"])
+    assert second.size > first.size
+    entries = api.get(f"/ledger/entries?start=0&end={second.size}").json()["entries"]
+    assert len(entries) == second.size
+    leaf = json.loads(base64.b64decode(entries[1]))
+    assert set(leaf) == {"seq", "time", "actor", "action", "target", "purpose", "decision",
+                         "outcome", "break_glass", "request_id", "client_address"}
+    assert leaf["action"] == "create" and leaf["decision"]["permit"] is True
+    for index in (0, second.size // 2, second.size - 1):
+        proof = api.get(f"/ledger/proof/inclusion?index={index}&tree_size={second.size}").json()
+        path = [base64.b64decode(h) for h in proof["audit_path"]]
+        assert verify_inclusion(leaf_hash(base64.b64decode(entries[index])), index,
+                                second.size, path, second.root_hash)
+    cons = api.get(f"/ledger/proof/consistency?first={first.size}&second={second.size}").json()
+    assert verify_consistency(first.size, second.size, first.root_hash, second.root_hash,
+                              [base64.b64decode(h) for h in cons["proof"]])
+    assert api.get("/ledger/proof/inclusion?index=5&tree_size=999999").status_code == 400
+    # Clients without the ledger scope are refused.
+    plain, app2 = make_api_plain(api)
+    assert plain.get("/ledger/checkpoint").status_code == 403
+
+
+def make_api_plain(api: Any) -> Any:
+    from hygie.access.clients import create_client
+    from hygie.store.db import transaction
+
+    from .conftest import get_token
+
+    with transaction(api.engine) as conn:
+        cid, secret = create_client(conn, tenant="default", name="plain", scopes="system/*.*")
+    token = get_token(api.client, cid, secret).json()["access_token"]
+
+    class Plain:
+        def get(self, path: str) -> Any:
+            return api.client.get(path, headers={"Authorization": f"Bearer {token}"})
+
+    return Plain(), None
+
+
+@pytest.fixture
+def populated(instance: Instance, synthea_bundles: list[Path]) -> Instance:
+    rt = open_runtime(instance.settings)
+    run_import(rt.gate, synthea_bundles[0], page_max=1000)
+    rt.ledger.checkpoint()
+    rt.engine.dispose()
+    return instance
+
+
+def verify(instance: Instance) -> Any:
+    return cli("ledger", "verify", "--data-dir", str(instance.data_dir), "--json")
+
+
+def engine_of(instance: Instance) -> Any:
+    return open_runtime(instance.settings).engine
+
+
+def test_untouched_ledger_verifies(populated: Instance) -> None:
+    result = verify(populated)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] and doc["entries"] >= 70 and doc["checkpoints"] == 1
+
+
+def _seq(engine: Any, index: int) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(ledger_leaf.c.seq).where(ledger_leaf.c.idx == index))
+                   .scalar_one())
+
+
+def test_deleted_row_is_detected(populated: Instance) -> None:
+    engine = engine_of(populated)
+    seq = _seq(engine, 10)
+    with engine.begin() as conn:
+        conn.execute(delete(audit_event).where(audit_event.c.seq == seq))
+    result = verify(populated)
+    assert result.exit_code == 1
+    assert "entry 10" in result.output and "deleted" in result.output
+
+
+def test_edited_row_is_detected(populated: Instance) -> None:
+    engine = engine_of(populated)
+    seq = _seq(engine, 20)
+    with engine.begin() as conn:
+        conn.execute(update(audit_event).where(audit_event.c.seq == seq)
+                     .values(actor="client:someone-else"))
+    result = verify(populated)
+    assert result.exit_code == 1
+    assert "entry 20" in result.output and "altered" in result.output
+
+
+def test_reordered_rows_are_detected(populated: Instance) -> None:
+    engine = engine_of(populated)
+    a, b = _seq(engine, 30), _seq(engine, 31)
+    with engine.begin() as conn:
+        conn.execute(update(audit_event).where(audit_event.c.seq == a).values(seq=-1))
+        conn.execute(update(audit_event).where(audit_event.c.seq == b).values(seq=a))
+        conn.execute(update(audit_event).where(audit_event.c.seq == -1).values(seq=b))
+    result = verify(populated)
+    assert result.exit_code == 1 and "entry 30" in result.output
+
+
+def test_truncation_is_detected(populated: Instance) -> None:
+    engine = engine_of(populated)
+    cut = _seq(engine, 40)
+    with engine.begin() as conn:
+        conn.execute(delete(ledger_leaf).where(ledger_leaf.c.idx >= 40))
+        conn.execute(delete(audit_event).where(audit_event.c.seq >= cut))
+    result = verify(populated)
+    assert result.exit_code == 1 and "truncated" in result.output
+
+
+def test_rewritten_history_with_a_new_checkpoint_is_caught(populated: Instance) -> None:
+    """An insider edits an entry AND rebuilds the leaves and a fresh signed checkpoint: verify
+    still fails on the old checkpoint; a witness holding it would too (see below)."""
+    engine = engine_of(populated)
+    seq = _seq(engine, 5)
+    with engine.begin() as conn:
+        conn.execute(update(audit_event).where(audit_event.c.seq == seq)
+                     .values(outcome="denied"))
+        conn.execute(delete(ledger_leaf))
+    rt = open_runtime(populated.settings)
+    rt.ledger.checkpoint()
+    result = verify(populated)
+    assert result.exit_code == 1 and "rewritten" in result.output
+
+
+def test_witness_detects_a_rewritten_ledger(instance: Instance, tmp_path: Path) -> None:
+    d = str(instance.data_dir)
+    creds = json.loads(cli("client", "add", "witness", "--data-dir", d, "--scope",
+                           "system/*.* ledger/*.read", "--json").stdout)
+    env = {**os.environ, "HYGIE_WITNESS_CLIENT_ID": creds["client_id"],
+           "HYGIE_WITNESS_CLIENT_SECRET": creds["client_secret"]}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    state = tmp_path / "witness.json"
+
+    def start() -> subprocess.Popen[bytes]:
+        p = subprocess.Popen([HYGIE, "serve", "--data-dir", d, "--port", str(port)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until_up(base, p)
+        return p
+
+    proc = start()
+    try:
+
+        def witness() -> subprocess.CompletedProcess[str]:
+            return subprocess.run([HYGIE, "ledger", "witness", base, "--state", str(state),
+                                   "--json"], capture_output=True, text=True, env=env,
+                                  timeout=60, check=False)
+
+        first = witness()
+        assert first.returncode == 0, first.stderr
+        again = witness()  # the token request itself added entries: still consistent
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["size"] >= json.loads(first.stdout)["size"]
+        # The administrator rewrites history and re-signs: the witness notices.
+        engine = engine_of(instance)
+        seq = _seq(engine, 0)
+        with engine.begin() as conn:
+            conn.execute(update(audit_event).where(audit_event.c.seq == seq)
+                         .values(action="read"))
+            conn.execute(delete(ledger_leaf))
+            conn.execute(delete(ledger_checkpoint))
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc = start()  # restarted on the rewritten tables, it signs the forged history
+        caught = witness()
+        assert caught.returncode == 1
+        assert "not consistent" in caught.stderr and "Traceback" not in caught.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_ledger_never_holds_content(ledger_api: Any) -> None:
+    api = ledger_api
+    api.post("/fhir/Patient", json={"resourceType": "Patient", "name": [{"family": "Secretus"}]})
+    note = api.get("/ledger/checkpoint").text
+    size = int(note.splitlines()[1])
+    entries = api.get(f"/ledger/entries?start=0&end={size}").json()["entries"]
+    assert all(b"Secretus" not in base64.b64decode(e) for e in entries)
