@@ -424,6 +424,66 @@ class Door:
         self._ok("everything", target, decision)
         return found, total
 
+    def access_history(self, patient_id: str, *, limit: int) -> list[dict[str, Any]]:
+        """Who accessed this patient's record (for the patient themself): when, who (name and
+        role), what, and the stated break-glass reason (decrypted with the patient's key)."""
+        if self.actor.role != "patient" or self.actor.patient_id != patient_id:
+            raise self._fail(Forbidden("patients see the access history of their own record"),
+                             "access-history", Target("Patient", patient_id, patient_id))
+        from hygie.store.tables import api_client, audit_event
+        from hygie.store.tables_accounts import user_account
+
+        rows = self.conn.execute(
+            select(audit_event).where(audit_event.c.tenant == self.gate.tenant,
+                                      audit_event.c.patient == patient_id,
+                                      audit_event.c.actor != self.actor.label)
+            .order_by(audit_event.c.seq.desc()).limit(limit)).all()
+        names: dict[str, tuple[str, str | None]] = {}
+        reasons: dict[str, str] = {}
+        for r in rows:
+            if r.actor in names:
+                continue
+            kind, _, ident = r.actor.partition(":")
+            if kind == "user":
+                u = self.conn.execute(select(user_account).where(
+                    user_account.c.id == ident)).first()
+                names[r.actor] = (self._person_name(u), u.role if u else r.actor_role)
+            elif kind == "client":
+                c = self.conn.execute(select(api_client.c.name).where(
+                    api_client.c.client_id == ident)).first()
+                names[r.actor] = (c.name if c else ident, "api-client")
+            else:
+                names[r.actor] = ("Hygie", "system")
+        grants = {r.detail for r in rows if r.action == "break-glass" and r.detail}
+        if grants:
+            for g in self.conn.execute(select(break_glass).where(break_glass.c.id.in_(grants))):
+                key = self.gate.keys.ensure(self.conn, patient_owner(patient_id))[1]
+                aad = f"hygie/break-glass/1\x00{self.gate.tenant}\x00{g.id}".encode()
+                reasons[g.id] = key.open(g.reason, aad).decode()
+        self._ok("access-history", Target("Patient", patient_id, patient_id))
+        return [{"at": r.at, "who": names[r.actor][0], "role": names[r.actor][1],
+                 "action": r.action, "resource_type": r.rtype, "outcome": r.outcome,
+                 "break_glass_reason": reasons.get(r.detail or "") if r.action == "break-glass"
+                 else None} for r in rows]
+
+    def _person_name(self, user: Any) -> str:
+        """A professional's display name: their Practitioner resource's name, else username."""
+        if user is None:
+            return "?"
+        if user.practitioner_id:
+            row = self.repo.current(self.conn, "Practitioner", user.practitioner_id)
+            if row is not None and not row.deleted:
+                import orjson
+
+                doc = orjson.loads(self.repo.decrypt(row))
+                for name in doc.get("name") or []:
+                    text = name.get("text") or " ".join(
+                        [*name.get("prefix", []), *name.get("given", []),
+                         name.get("family", "")]).strip()
+                    if text:
+                        return str(text)
+        return str(user.username)
+
     def resource_types(self) -> list[str]:
         """Resource types present (for export); no patient data."""
         rows = self.conn.execute(select(resource.c.rtype).distinct().where(

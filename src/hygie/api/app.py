@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from hygie import __version__
-from hygie.api import audit, auth, errors, fhir, people, security
+from hygie.api import audit, auth, errors, fhir, me, people, security
 from hygie.api import ledger as ledger_routes
 from hygie.api.middleware import HygieMiddleware
 from hygie.api.state import Runtime
@@ -81,5 +81,6 @@ def create_app(settings: Settings, *, keyring: Keyring | None = None) -> FastAPI
     app.include_router(fhir.router)
     app.include_router(security.router)
     app.include_router(ledger_routes.router)
+    app.include_router(me.router)
     app.add_middleware(HygieMiddleware, max_body=settings.max_body_bytes)
     return app
