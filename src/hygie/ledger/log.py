@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import orjson
 import rfc8785
 from sqlalchemy import Connection, Engine, func, select, text
 
@@ -50,8 +51,27 @@ def leaf_entry(row: Any) -> dict[str, Any]:
     }
 
 
+def _plain(value: Any) -> bool:
+    """True when orjson's sorted output is already RFC 8785 canonical for this value: printable
+    ASCII strings (no escapes differ), integers within ±2**53 (no float form), bools, null."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**53) < value < 2**53
+    if isinstance(value, str):
+        return value.isascii() and value.isprintable() and '"' not in value and "\\" not in value
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return False
+
+
 def leaf_bytes(row: Any) -> bytes:
-    return bytes(rfc8785.dumps(leaf_entry(row)))
+    """RFC 8785 (JCS) bytes of the entry; orjson for the usual plain entries (20x faster,
+    same bytes: tests/test_ledger_jcs.py), the reference implementation for anything else."""
+    entry = leaf_entry(row)
+    if _plain(entry):
+        return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+    return bytes(rfc8785.dumps(entry))
 
 
 def origin_for(instance_id: str) -> str:
