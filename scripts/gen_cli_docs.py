@@ -15,7 +15,8 @@ from hygie.cli.main import app
 COMMANDS = [[], ["init"], ["serve"], ["client", "add"], ["client", "list"],
             ["client", "revoke"], ["keys", "generate"], ["keys", "status"], ["keys", "rotate"],
             ["import"], ["export"], ["patient", "erase"], ["user", "add"], ["user", "list"],
-            ["user", "disable"], ["user", "reset-mfa"]]
+            ["user", "disable"], ["user", "reset-mfa"], ["backup", "create"],
+            ["backup", "verify"], ["restore"]]
 OUT = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
 

@@ -345,11 +345,14 @@ def patient_erase(
     out.print(f"Erased: {n} resource(s) can no longer be decrypted.")
 
 
+from hygie.cli.backup import backup_app, restore_cmd  # noqa: E402
 from hygie.cli.ledger import ledger_app  # noqa: E402  (it uses the helpers above)
 from hygie.cli.users import user_app  # noqa: E402  (it uses the helpers above)
 
 app.add_typer(user_app, name="user")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(backup_app, name="backup")
+app.command("restore")(restore_cmd)
 
 
 def main() -> None:

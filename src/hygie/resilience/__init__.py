@@ -1,0 +1,1 @@
+"""Resilience: backups, their verification and restores (docs/operations.md, "Backups")."""
