@@ -308,30 +308,47 @@ class ResourceRepository:
             conds.append(or_(*[_date_cond(c, resource.c.lu, resource.c.lu + 1, scale=1_000_000)
                                for c in clauses]))
         indexer = self.keys.indexer(conn) if q.hashed else None
+        # Each index filter is a set of matching ids. The first one DRIVES the query (joined
+        # as a subquery, then each resource is found by its key); the others are membership
+        # tests. Driving from the resource table instead would scan every resource of the type.
+        id_sets: list[Select[Any]] = []
         for param, terms in q.hashed:
             assert indexer is not None
             tags = [indexer.tag(f"{q.rtype}|{param}", t) for t in terms]
-            conds.append(resource.c.rid.in_(select(search_hash.c.rid).where(
+            id_sets.append(select(search_hash.c.rid).where(
                 search_hash.c.tenant == self.tenant, search_hash.c.rtype == q.rtype,
-                search_hash.c.tag.in_(tags))))
+                search_hash.c.tag.in_(tags)))
         for param, targets in q.refs:
-            conds.append(resource.c.rid.in_(select(search_ref.c.rid).where(
+            id_sets.append(select(search_ref.c.rid).where(
                 search_ref.c.tenant == self.tenant, search_ref.c.rtype == q.rtype,
-                search_ref.c.param == param, search_ref.c.target.in_(targets))))
+                search_ref.c.param == param, search_ref.c.target.in_(targets)))
         for param, dclauses in q.dates:
-            conds.append(resource.c.rid.in_(select(search_date.c.rid).where(
+            id_sets.append(select(search_date.c.rid).where(
                 search_date.c.tenant == self.tenant, search_date.c.rtype == q.rtype,
                 search_date.c.param == param,
-                or_(*[_date_cond(c, search_date.c.lo, search_date.c.hi) for c in dclauses]))))
+                or_(*[_date_cond(c, search_date.c.lo, search_date.c.hi) for c in dclauses])))
+        driver = id_sets[0].distinct().subquery("matched") if id_sets else None
+        conds.extend(resource.c.rid.in_(s) for s in id_sets[1:])
         where = and_(*conds)
         total: int | None = None
         if q.total != "none":
-            total = int(conn.execute(select(func.count()).select_from(resource).where(where))
-                        .scalar_one())
+            counted = select(func.count()).select_from(resource)
+            if driver is not None:
+                counted = select(func.count()).select_from(
+                    driver.join(resource, resource.c.rid == driver.c.rid))
+            total = int(conn.execute(counted.where(where)).scalar_one())
         order = ((resource.c.lu.desc(), resource.c.rid.desc()) if q.sort_desc
                  else (resource.c.lu, resource.c.rid))
-        rows = [] if q.count == 0 else conn.execute(
-            self._select().where(where).order_by(*order).limit(q.count).offset(q.offset)).all()
+        rows: list[Any] = []
+        if q.count:
+            stmt = self._select()
+            if driver is not None:
+                stmt = (select(*_ROW_COLUMNS)
+                        .select_from(driver.join(resource, resource.c.rid == driver.c.rid)
+                                     .join(data_key, data_key.c.id == resource.c.dek_id))
+                        .where(resource.c.tenant == self.tenant))
+            rows = list(conn.execute(stmt.where(where).order_by(*order).limit(q.count)
+                                     .offset(q.offset)).all())
         return [_row(r) for r in rows], total
 
 

@@ -81,6 +81,8 @@ resource = Table(
     Column("undisclosed", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("tenant", "rtype", "rid", "version"),
     Index(None, "tenant", "rtype", "current", "lu"),
+    # Lookups by id of the current version (searches join matched ids on it: migration 0005).
+    Index(None, "tenant", "rtype", "rid", "current"),
     Index(None, "tenant", "patient", "current"),
     Index(None, "dek_id"),
 )
