@@ -13,6 +13,11 @@ The same three loads run, in the same run, against the raw baseline (``raw_serve
 same uvicorn, plain ``sqlite3`` table ``(id TEXT PRIMARY KEY, json BLOB)``, no validation,
 crypto, audit or auth), and each Hygie figure is also given as a ratio to it.
 
+Then, on the same server: a short contention probe (all clients PUT the same 2 patients: any
+answer other than 200 is counted, by code) and, in a full run, a sweep of read and create with
+1 and 4 clients (``--sweep``) to show how throughput and CPU per request change with
+concurrency.
+
 Figures: req/s, p50/p90/p99 latency, errors (must be 0; reported as HTTP status and
 OperationOutcome code), server CPU (cores, and CPU-ms per request), load generator CPU, server
 memory (RSS and PSS of the process tree) at the end of each load. Writes
