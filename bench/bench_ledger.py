@@ -10,7 +10,9 @@ PostgreSQL in a new database on 127.0.0.1:5432, dropped at the end):
 2. ``read_ratio``: reads through the gate, 16 threads, ``gate.open(actor, ctx, readonly=True)``
    (group-committed audit, a background thread calling ``ledger.checkpoint()`` every second)
    against ``gate.open(actor, ctx)`` (audit entry in the read's own transaction, no
-   checkpoints). The two modes alternate in rounds so both see the same machine noise.
+   checkpoints). The modes alternate in rounds so all see the same machine noise; a third
+   mode, the group-committed reads without the checkpoint thread (``reads_ledger_nocp``),
+   separates what group commit and what checkpointing cost.
 3. At N audit entries (default 1,000,000; ``--quick`` 50,000): insert N rows (executemany,
    10,000 a transaction), then time ``ledger.integrate()``, ``ledger.checkpoint()``,
    ``verify_instance`` (must be ok), the process RSS after the levels are built, and 1,000
@@ -98,6 +100,10 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _per(cpu_s: float, done: int) -> float | None:
+    return round(cpu_s / done * 1e3, 3) if done else None
+
+
 def _ms_stats(prefix: str, seconds: list[float]) -> dict[str, float]:
     ordered = sorted(seconds)
     p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
@@ -159,10 +165,10 @@ def closed_loop(op: Callable[[int, random.Random], None], *, threads: int, warmu
         time.sleep(warmup)
         if on_start:
             on_start()
-        c0, t0 = sum(counts), time.perf_counter()
+        c0, t0, p0 = sum(counts), time.perf_counter(), time.process_time()
         e0 = sum((sum(e.values()) for e in errors), 0)
         time.sleep(duration)
-        c1, t1 = sum(counts), time.perf_counter()
+        c1, t1, p1 = sum(counts), time.perf_counter(), time.process_time()
         e1 = sum((sum(e.values()) for e in errors), 0)
         if on_end:
             on_end()
@@ -173,7 +179,7 @@ def closed_loop(op: Callable[[int, random.Random], None], *, threads: int, warmu
     merged: Counter[str] = Counter()
     for e in errors:
         merged.update(e)
-    return {"done": c1 - c0, "seconds": t1 - t0, "errors": e1 - e0,
+    return {"done": c1 - c0, "seconds": t1 - t0, "errors": e1 - e0, "cpu_s": p1 - p0,
             "error_types": dict(merged)}
 
 
@@ -228,7 +234,7 @@ def bench_appends(rt: Runtime, *, rounds: int, duration: float, warmup: float
         with transaction(engine) as conn:
             audit.append(conn, tenant, [entry(i)])
 
-    totals = {"group": [0, 0.0, 0], "plain": [0, 0.0, 0]}
+    totals = {"group": [0, 0.0, 0, 0.0], "plain": [0, 0.0, 0, 0.0]}
     batch = {"appended": 0, "batches": 0}
     snap: dict[str, int] = {}
     error_types: Counter[str] = Counter()
@@ -248,6 +254,7 @@ def bench_appends(rt: Runtime, *, rounds: int, duration: float, warmup: float
             totals[mode][0] += r["done"]
             totals[mode][1] += r["seconds"]
             totals[mode][2] += r["errors"]
+            totals[mode][3] += r["cpu_s"]
             error_types.update(r["error_types"])
     group_rate = totals["group"][0] / totals["group"][1]
     plain_rate = totals["plain"][0] / totals["plain"][1]
@@ -257,6 +264,9 @@ def bench_appends(rt: Runtime, *, rounds: int, duration: float, warmup: float
         if batch["batches"] else None,
         "appends_plain_per_s": round(plain_rate, 1),
         "appends_ratio": round(group_rate / plain_rate, 2) if plain_rate else None,
+        # CPU of this process (all threads) per entry: Python holds one core at most
+        "appends_cpu_ms": _per(totals["group"][3], totals["group"][0]),
+        "appends_plain_cpu_ms": _per(totals["plain"][3], totals["plain"][0]),
         "appends_errors": int(totals["group"][2] + totals["plain"][2]),
         "appends_error_types": dict(error_types),
     }
@@ -293,7 +303,7 @@ def bench_reads(rt: Runtime, *, rounds: int, duration: float, warmup: float
             if not d.read("Patient", rng.choice(ids)).body:
                 raise RuntimeError("empty read")
 
-    totals = {"ledger": [0, 0.0, 0], "plain": [0, 0.0, 0]}
+    totals = {m: [0, 0.0, 0, 0.0] for m in ("ledger", "nocp", "plain")}
     cp_times: list[float] = []
     cp_failures: Counter[str] = Counter()
     error_types: Counter[str] = Counter()
@@ -303,22 +313,33 @@ def bench_reads(rt: Runtime, *, rounds: int, duration: float, warmup: float
             r = closed_loop(read_ledger, threads=THREADS, warmup=warmup, duration=duration)
         cp_times += cp.times
         cp_failures.update(cp.failures)
-        for mode, res in (("ledger", r),
-                          ("plain", closed_loop(read_plain, threads=THREADS, warmup=warmup,
-                                                duration=duration))):
+        ledger.checkpoint()  # catch up, so the next mode starts from the same state
+        # the same group-committed reads without the checkpoint thread: what checkpoints cost
+        r_nocp = closed_loop(read_ledger, threads=THREADS, warmup=warmup, duration=duration)
+        ledger.checkpoint()
+        r_plain = closed_loop(read_plain, threads=THREADS, warmup=warmup, duration=duration)
+        for mode, res in (("ledger", r), ("nocp", r_nocp), ("plain", r_plain)):
             totals[mode][0] += res["done"]
             totals[mode][1] += res["seconds"]
             totals[mode][2] += res["errors"]
+            totals[mode][3] += res["cpu_s"]
             error_types.update(res["error_types"])
     batches = gate.appender.batches - b0
     ledger_rate = totals["ledger"][0] / totals["ledger"][1]
     plain_rate = totals["plain"][0] / totals["plain"][1]
+    nocp_rate = totals["nocp"][0] / totals["nocp"][1]
     t0 = time.perf_counter()
     size = ledger.integrate()
     return {
         "reads_ledger_per_s": round(ledger_rate, 1),
         "reads_plain_per_s": round(plain_rate, 1),
         "read_ratio": round(ledger_rate / plain_rate, 3) if plain_rate else None,
+        "reads_ledger_nocp_per_s": round(nocp_rate, 1),
+        "read_nocp_ratio": round(nocp_rate / plain_rate, 3) if plain_rate else None,
+        # CPU of this process (all threads) per read: Python holds one core at most
+        "reads_ledger_cpu_ms": _per(totals["ledger"][3], totals["ledger"][0]),
+        "reads_ledger_nocp_cpu_ms": _per(totals["nocp"][3], totals["nocp"][0]),
+        "reads_plain_cpu_ms": _per(totals["plain"][3], totals["plain"][0]),
         "reads_batch_mean": round((gate.appender.appended - a0) / batches, 1)
         if batches else None,
         "reads_checkpoints": len(cp_times),
@@ -326,7 +347,7 @@ def bench_reads(rt: Runtime, *, rounds: int, duration: float, warmup: float
         if cp_times else None,
         "reads_checkpoint_max_ms": round(max(cp_times) * 1e3, 1) if cp_times else None,
         "reads_checkpoint_failures": sum(cp_failures.values()),
-        "reads_errors": int(totals["ledger"][2] + totals["plain"][2]),
+        "reads_errors": int(sum(t[2] for t in totals.values())),
         "reads_error_types": dict(error_types),
         "reads_setup_checkpoint_s": round(setup_checkpoint_s, 3),
         "reads_final_integrate_s": round(time.perf_counter() - t0, 3),
