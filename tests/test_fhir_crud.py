@@ -133,3 +133,26 @@ def test_all_resource_types_accepted(api: Any) -> None:
     ):
         resp = api.post(f"/fhir/{body['resourceType']}", json=body)
         assert resp.status_code == 201, (body["resourceType"], resp.text)
+
+
+def test_concurrent_updates_of_one_resource_all_succeed(api: Any) -> None:
+    """Regression: on PostgreSQL a writer that waited for the row lock used to answer 409."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hygie.access.actor import Actor
+
+    rid = create(api).json()["id"]
+    actor = Actor.system("concurrency")
+
+    def updates(n: int) -> int:
+        for _ in range(5):
+            with api.gate.open(actor) as door:
+                door.update("Patient", rid, {**PATIENT, "id": rid, "gender": "other"})
+        return 5
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(updates, range(8))) == 40
+    hist = api.get(f"/fhir/Patient/{rid}/_history").json()
+    assert hist["total"] == 41
+    assert [e["resource"]["meta"]["versionId"] for e in hist["entry"]] == [
+        str(v) for v in range(41, 0, -1)]

@@ -10,6 +10,7 @@ another row fails to open, and that failure is an :class:`IntegrityFailure`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +54,8 @@ _ROW_COLUMNS = (
     resource.c.patient, resource.c.body, resource.c.dek_id,
     data_key.c.kek_version, data_key.c.wrapped, data_key.c.owner, resource.c.undisclosed,
 )
+# Advisory-lock class of resource writers on PostgreSQL (two-int form: its own key space).
+RESOURCE_LOCK_CLASS = 0x48594752  # "HYGR"
 # meta.tag / meta.security marking a resource as not yet disclosable to the patient.
 DISCLOSURE_SYSTEM = "https://hygie.health/fhir/CodeSystem/disclosure"
 UNDISCLOSED_CODE = "pending"
@@ -164,10 +168,19 @@ class ResourceRepository:
 
     # -- writes ------------------------------------------------------------------------------
     def _current_for_update(self, conn: Connection, rtype: str, rid: str) -> Any:
-        stmt = self._q_head
+        """The current head, with the resource locked against concurrent writers.
+
+        PostgreSQL: a transaction-scoped advisory lock on the resource's identity, taken
+        before reading, so a writer that waited reads the head its predecessor committed
+        (``SELECT ... FOR UPDATE`` alone would skip the row that stopped being current).
+        SQLite: write transactions are already serialised.
+        """
         if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        return conn.execute(stmt, {"b_rtype": rtype, "b_rid": rid}).first()
+            digest = hashlib.sha256(f"{self.tenant}\x00{rtype}\x00{rid}".encode()).digest()
+            key = int.from_bytes(digest[:4], "big", signed=True)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:c, :k)"),
+                         {"c": RESOURCE_LOCK_CLASS, "k": key})
+        return conn.execute(self._q_head, {"b_rtype": rtype, "b_rid": rid}).first()
 
     def put(self, conn: Connection, rtype: str, rid: str, body: dict[str, Any], *,
             if_match: int | None = None, create_only: bool = False,
@@ -208,6 +221,7 @@ class ResourceRepository:
 
     def delete(self, conn: Connection, rtype: str, rid: str) -> StoredVersion | None:
         """Mark ``rtype/rid`` deleted (a new version with no body). None if nothing to delete."""
+        self._current_for_update(conn, rtype, rid)  # lock against concurrent writers
         cur = self.current(conn, rtype, rid)
         if cur is None or cur.deleted:
             return None
