@@ -1,6 +1,6 @@
 """Import throughput: ``hygie import`` of the Synthea transaction Bundles, SQLite and PostgreSQL.
 
-Source: /work/shared/data/synthea (52 patient Bundles and two directory Bundles,
+Source: ../shared/data/synthea (52 patient Bundles and two directory Bundles,
 ``hospitalInformation*`` and ``practitionerInformation*``), else tests/fixtures/synthea.
 Import runs with ``keep_going``: a Bundle that fails is skipped and reported (by file kind,
 never content); the figure counts the resources of the Bundles imported.
@@ -181,6 +181,15 @@ def raw(files: list[Path], skip: set[str]) -> dict[str, Any]:
     return out
 
 
+
+def _relative(path: Path) -> str:
+    """The path relative to the repository's parent (no machine path in the results)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        return "../" + str(path.resolve().relative_to(root))
+    except ValueError:
+        return path.name
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) == 5 and sys.argv[1] == "--worker":
         Path(sys.argv[4]).write_text(json.dumps(worker(Path(sys.argv[2]), Path(sys.argv[3]))))
@@ -226,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             figures[f"{backend}.cli.seconds_s"] = c["seconds"]
             figures[f"{backend}.cli.resources_per_s"] = c["resources_per_s"]
             figures[f"{backend}.cli.rerun_all_skipped_s"] = c["rerun_all_skipped_s"]
-    doc = {"benchmark": "import", "quick": args.quick, "source": str(synthea_dir()),
+    doc = {"benchmark": "import", "quick": args.quick, "source": _relative(synthea_dir()),
            "files": len(files), "machine": machine(),
            "method": "in_process = run_import() timed alone in a child process after "
                      "warm_up(); cli = wall time of 'hygie import --keep-going --json'",
