@@ -247,3 +247,35 @@ def test_backup_names_are_never_reused(instance: Instance, tmp_path: Path) -> No
     assert first != second
     assert cli("backup", "verify", first).exit_code == 0
     assert cli("backup", "verify", second).exit_code == 0
+
+
+def test_backup_and_restore_are_recorded_in_the_ledger(instance: Instance,
+                                                       fresh_db: str | None,
+                                                       tmp_path: Path) -> None:
+    """The one path around the gate (it copies ciphertext) records itself (DESIGN.md)."""
+    from sqlalchemy import select
+
+    from hygie.api.app import open_runtime
+    from hygie.store.tables import audit_event
+
+    backup = make_backup(instance, tmp_path / "backups")["backup"]
+
+    def entries(settings: Settings, action: str) -> list[Any]:
+        rt = open_runtime(settings)
+        with rt.engine.connect() as conn:
+            rows = conn.execute(select(audit_event).where(audit_event.c.action == action)).all()
+        rt.engine.dispose()
+        return list(rows)
+
+    made = entries(instance.settings, "backup")
+    assert len(made) == 1 and made[0].actor == "cli:backup"
+    assert made[0].detail == Path(backup).name[:64]
+    new_dir = tmp_path / "restored"
+    key = tmp_path / "kek.json"
+    shutil.copy(instance.data_dir / "kek.json", key)
+    result = cli(*restore_args(backup, new_dir, key, fresh_db))
+    assert result.exit_code == 0, result.output
+    restored = load_settings(new_dir)
+    assert [r.actor for r in entries(restored, "restore")] == ["cli:restore"]
+    assert len(entries(restored, "backup")) == 1  # the backup's own entry came along
+    assert cli("ledger", "verify", "--data-dir", str(new_dir)).exit_code == 0

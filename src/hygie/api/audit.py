@@ -18,9 +18,11 @@ from hygie.api.deps import CurrentActor, RuntimeDep
 from hygie.api.errors import FHIR_JSON
 from hygie.errors import Forbidden, InvalidRequest, UnsupportedSearchParameter
 from hygie.fhir.bundles import searchset
+from hygie.fhir.search import DateClause
 from hygie.fhir.searchparams import parse_date_range, split_prefix
 from hygie.ledger.auditevent import _ALERT, _AUTH, _DATA, OUTCOMES, to_audit_event
 from hygie.store.db import transaction
+from hygie.store.repository import date_condition
 from hygie.store.tables import audit_event
 
 router = APIRouter(prefix="/fhir", tags=["audit"])
@@ -91,10 +93,9 @@ def audit_search(request: Request, rt: RuntimeDep, actor: CurrentActor) -> Respo
                 lo, hi = parse_date_range(raw)
             except InvalidRequest:
                 raise InvalidRequest("date: not a valid FHIR date") from None
-            lo_us, hi_us = lo * 1_000_000, hi * 1_000_000
-            at = audit_event.c.at
-            conds.append({"ge": at >= lo_us, "gt": at >= hi_us, "le": at < hi_us,
-                          "lt": at < lo_us}.get(prefix, and_(at >= lo_us, at < hi_us)))
+            at = audit_event.c.at  # an instant: the range [at, at + 1 µs)
+            conds.append(date_condition(DateClause(prefix, lo, hi), at, at + 1,
+                                        scale=1_000_000))
         applied.append((key, value))
     where = and_(*conds)
     with transaction(rt.engine, readonly=True) as conn:

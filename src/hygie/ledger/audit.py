@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from hygie.store.db import now_us
 from hygie.store.tables import audit_event
@@ -49,3 +49,14 @@ def append(conn: Connection, tenant: str, entries: Iterable[AuditEntry]) -> None
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK})
         conn.execute(audit_event.insert(), rows)
+
+
+def record_system_event(engine: Engine, tenant: str, action: str, *, actor: str,
+                        rid: str | None = None, detail: str | None = None) -> None:
+    """One audit entry, in its own transaction, for an operator command (``actor`` names it:
+    ``cli:backup``, ``cli:client``...): backups, restores, client and account changes."""
+    from hygie.store.db import transaction
+
+    with transaction(engine) as conn:
+        append(conn, tenant, [AuditEntry(actor=actor, actor_kind="system", action=action,
+                                         outcome=SUCCESS, rid=rid, detail=detail)])

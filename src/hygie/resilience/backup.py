@@ -36,6 +36,7 @@ from sqlalchemy import Engine, inspect, make_url, select, text
 from hygie.crypto import Keyring, KeySource
 from hygie.crypto.keyring import write_secret_file
 from hygie.errors import DataDirError, HygieError, IntegrityFailure, KeyFailure
+from hygie.ledger import audit
 from hygie.ledger.checkpoint import open_checkpoint
 from hygie.ledger.log import KEY_FILE, Ledger, origin_for
 from hygie.ledger.merkle import EMPTY_ROOT
@@ -204,12 +205,16 @@ def create_backup(data_dir: Path | str | None, target: Path | str) -> BackupResu
     settings = load_settings(data_dir)
     rt = open_runtime(settings)
     try:
+        name = f"hygie-backup-{_stamp()}-{secrets.token_hex(4)}"
+        # The one path around the gate (it copies ciphertext) records itself in the ledger,
+        # before the checkpoint the backup carries.
+        audit.record_system_event(rt.engine, settings.tenant, "backup", actor="cli:backup",
+                                  detail=name[:64])
         note = rt.ledger.checkpoint()
         signer: Signer = rt.ledger.signer
         cp = open_checkpoint(note, signer.verifier(), rt.ledger.origin)
         target_dir = Path(target).expanduser().resolve()
         target_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = f"hygie-backup-{_stamp()}-{secrets.token_hex(4)}"
         final = target_dir / name
         partial = target_dir / f".{name}.partial"
         if final.exists() or partial.exists():
@@ -530,6 +535,8 @@ def _check_restored(url: str, keyring: Keyring, signer: Signer, manifest: dict[s
         if base64.b64encode(root).decode() != manifest["ledger"]["root"]:
             raise IntegrityFailure("the restored ledger is not consistent with the manifest's "
                                    "checkpoint")
+        audit.record_system_event(engine, tenant, "restore", actor="cli:restore",
+                                  detail=str(manifest.get("instance_id", ""))[:64])
         return levels.size
     finally:
         engine.dispose()

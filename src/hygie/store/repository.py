@@ -319,7 +319,7 @@ class ResourceRepository:
             if cond is not None:
                 conds.append(cond)
         for clauses in q.last_updated:
-            conds.append(or_(*[_date_cond(c, resource.c.lu, resource.c.lu + 1, scale=1_000_000)
+            conds.append(or_(*[date_condition(c, resource.c.lu, resource.c.lu + 1, scale=1_000_000)
                                for c in clauses]))
         indexer = self.keys.indexer(conn) if q.hashed else None
         # Each index filter is a set of matching ids. The first one DRIVES the query (joined
@@ -340,7 +340,7 @@ class ResourceRepository:
             id_sets.append(select(search_date.c.rid).where(
                 search_date.c.tenant == self.tenant, search_date.c.rtype == q.rtype,
                 search_date.c.param == param,
-                or_(*[_date_cond(c, search_date.c.lo, search_date.c.hi) for c in dclauses])))
+                or_(*[date_condition(c, search_date.c.lo, search_date.c.hi) for c in dclauses])))
         driver = id_sets[0].distinct().subquery("matched") if id_sets else None
         conds.extend(resource.c.rid.in_(s) for s in id_sets[1:])
         where = and_(*conds)
@@ -366,7 +366,7 @@ class ResourceRepository:
         return [_row(r) for r in rows], total
 
 
-def _date_cond(c: DateClause, lo: Any, hi: Any, scale: int = 1) -> Any:
+def date_condition(c: DateClause, lo: Any, hi: Any, scale: int = 1) -> Any:
     """FHIR date comparison between the stored range [lo, hi) and the query range."""
     qlo, qhi = c.low * scale, c.high * scale
     p = c.prefix
