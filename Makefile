@@ -38,6 +38,7 @@ lint: install
 
 test: install
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check src tests $(wildcard bench scripts)
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile -q -p no:cacheprovider
 

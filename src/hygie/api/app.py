@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from hygie import __version__
+from hygie import __version__, web
 from hygie.api import audit, auth, errors, fhir, me, people, security
 from hygie.api import ledger as ledger_routes
 from hygie.api.middleware import HygieMiddleware
@@ -83,4 +83,5 @@ def create_app(settings: Settings, *, keyring: Keyring | None = None) -> FastAPI
     app.include_router(ledger_routes.router)
     app.include_router(me.router)
     app.add_middleware(HygieMiddleware, max_body=settings.max_body_bytes)
+    web.install(app)  # pages at / and /app, static files, web security headers (outermost)
     return app
