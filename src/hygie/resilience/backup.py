@@ -321,15 +321,16 @@ class VerifyReport:
         self.problems.append(problem)
 
 
-def verify_backup(backup: Path | str, *, verifier_key: str | None = None) -> VerifyReport:
-    """Check the manifest's signature and every part's size and SHA-256."""
-    path = Path(backup).expanduser().resolve()
-    report = VerifyReport(path)
+def open_manifest(backup: Path | str, *, verifier_key: str | None = None
+                  ) -> tuple[dict[str, Any] | None, str | None]:
+    """The signed manifest of ``backup`` (its signature checked), or the problem with it.
+
+    Cheap: the parts are not hashed (see :func:`verify_backup`)."""
+    path = Path(backup)
     try:
         raw = (path / MANIFEST).read_bytes()
     except OSError:
-        report.fail(f"{MANIFEST}: missing or unreadable ({path} is not a Hygie backup?)")
-        return report
+        return None, f"{MANIFEST}: missing or unreadable ({path} is not a Hygie backup?)"
     try:
         split = raw.rfind(b"\n\n")
         manifest = json.loads(raw[: split + 1].decode())
@@ -337,28 +338,45 @@ def verify_backup(backup: Path | str, *, verifier_key: str | None = None) -> Ver
             raise ValueError
         embedded = Verifier.from_verifier_key(str(manifest["verifier_key"]))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, NoteError):
-        report.fail(f"{MANIFEST}: damaged (not a readable signed {FORMAT} manifest)")
-        return report
+        return None, f"{MANIFEST}: damaged (not a readable signed {FORMAT} manifest)"
     verifier = embedded
     if verifier_key is not None:
         try:
             verifier = Verifier.from_verifier_key(verifier_key)
         except (ValueError, NoteError):
-            report.fail("the pinned verifier key is not a valid verifier key")
-            return report
+            return None, "the pinned verifier key is not a valid verifier key"
     try:
         note = open_note(raw, verifier)
         if note.text.encode() != raw[: split + 1]:
             raise NoteError("signed text differs")
     except NoteError:
-        report.fail(f"{MANIFEST}: damaged or forged (its signature does not verify"
-                    + (" with the pinned key)" if verifier_key else ")"))
+        return None, (f"{MANIFEST}: damaged or forged (its signature does not verify"
+                      + (" with the pinned key)" if verifier_key else ")"))
+    if verifier.name != origin_for(str(manifest.get("instance_id"))):
+        return None, (f"{MANIFEST}: signed by {verifier.name}, not by instance "
+                      f"{manifest.get('instance_id')}")
+    return manifest, None
+
+
+def created_at(manifest: dict[str, Any]) -> datetime:
+    """The creation time a (signed) manifest states."""
+    try:
+        return datetime.strptime(str(manifest["created_at"]), "%Y-%m-%dT%H:%M:%S.%fZ"
+                                 ).replace(tzinfo=UTC)
+    except (KeyError, ValueError):
+        raise BackupError(f"{MANIFEST}: its creation time is not readable") from None
+
+
+def verify_backup(backup: Path | str, *, verifier_key: str | None = None) -> VerifyReport:
+    """Check the manifest's signature and every part's size and SHA-256."""
+    path = Path(backup).expanduser().resolve()
+    report = VerifyReport(path)
+    manifest, problem = open_manifest(path, verifier_key=verifier_key)
+    if manifest is None:
+        report.fail(str(problem))
         return report
+    verifier = Verifier.from_verifier_key(verifier_key or str(manifest["verifier_key"]))
     expected_origin = origin_for(str(manifest.get("instance_id")))
-    if verifier.name != expected_origin:
-        report.fail(f"{MANIFEST}: signed by {verifier.name}, not by instance "
-                    f"{manifest.get('instance_id')}")
-        return report
     report.manifest = manifest
     listed = {MANIFEST}
     for part in manifest.get("parts", []):
@@ -430,16 +448,27 @@ def restore_backup(backup: Path | str, data_dir: Path | str, key_file: Path | st
                    database_url: str | None = None, force: bool = False,
                    verifier_key: str | None = None) -> RestoreResult:
     """Restore ``backup`` into a new data dir; all or nothing (see module docstring)."""
-    report = verify_backup(backup, verifier_key=verifier_key)
-    if not report.ok:
-        raise BackupError(f"the backup fails verification: {report.problems[0]}")
-    manifest = report.manifest
-    src = report.backup
     key_path = Path(key_file).expanduser().resolve()
     try:
         key_text = key_path.read_text()
     except OSError:
         raise KeyFailure(f"the key file {key_path} cannot be read") from None
+    return restore_with_keyring(backup, data_dir, key_text, database_url=database_url,
+                                force=force, verifier_key=verifier_key)
+
+
+def restore_with_keyring(backup: Path | str, data_dir: Path | str, key_text: str, *,
+                         database_url: str | None = None, force: bool = False,
+                         verifier_key: str | None = None,
+                         verified: VerifyReport | None = None) -> RestoreResult:
+    """:func:`restore_backup` with the keyring's text (written as the new ``kek.json``).
+
+    ``verified``: the caller's own :func:`verify_backup` report of ``backup`` (not redone)."""
+    report = verified or verify_backup(backup, verifier_key=verifier_key)
+    if not report.ok:
+        raise BackupError(f"the backup fails verification: {report.problems[0]}")
+    manifest = report.manifest
+    src = report.backup
     keyring = Keyring.parse(key_text)
     _check_kek(keyring, manifest)
     wrapped = json.loads((src / LEDGER_KEY_PART).read_text())
