@@ -14,9 +14,11 @@ from hygie.cli.main import app
 
 COMMANDS = [[], ["init"], ["serve"], ["client", "add"], ["client", "list"],
             ["client", "revoke"], ["keys", "generate"], ["keys", "status"], ["keys", "rotate"],
+            ["keys", "export"], ["keys", "export-recovery"], ["keys", "recover"],
             ["import"], ["export"], ["patient", "erase"], ["user", "add"], ["user", "list"],
             ["user", "disable"], ["user", "reset-mfa"], ["backup", "create"],
-            ["backup", "verify"], ["restore"]]
+            ["backup", "verify"], ["backup", "prune"], ["backup", "drill"], ["restore"],
+            ["check"]]
 OUT = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
 

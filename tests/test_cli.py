@@ -204,8 +204,16 @@ def test_wrong_keyring_is_refused(instance: Instance) -> None:
     d = str(instance.data_dir)
     (instance.data_dir / "kek.json").write_text(cli("keys", "generate").stdout)
     result = run("serve", "--data-dir", d, "--port", "1")
-    assert result.returncode == 1
-    assert "does not match" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 3  # the start-up integrity check (docs/operations.md)
+    assert "does not open this database" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_encrypted_keyring_is_one_clear_line(instance: Instance) -> None:
+    """A key file overwritten with binary (as ransomware does) is refused in one line."""
+    (instance.data_dir / "kek.json").write_bytes(os.urandom(64) + b"\xff\xfe")
+    result = cli("keys", "status", "--data-dir", str(instance.data_dir))
+    assert result.exit_code == 1
+    assert "is not a valid keyring" in result.output and "unexpected" not in result.output
 
 
 def test_patient_erase_needs_confirmation(instance: Instance) -> None:

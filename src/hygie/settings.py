@@ -4,7 +4,7 @@ Build the application from a :class:`Settings` (``create_app(settings)``), never
 so tests can run as many instances as they need.
 
 Environment overrides (documented in docs/operations.md):
-``HYGIE_DATA_DIR``, ``HYGIE_DATABASE_URL``, ``HYGIE_KEY_SOURCE``.
+``HYGIE_DATA_DIR``, ``HYGIE_DATABASE_URL``, ``HYGIE_KEY_SOURCE``, ``HYGIE_BACKUP_TARGET``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class Settings:
     break_glass_seconds: int = 14400
     # [ledger]: a new signed checkpoint at least this often (0: only on demand)
     ledger_checkpoint_seconds: int = 10
+    # [backup]: where backups go; the start-up integrity check names the latest one found there
+    backup_target: Path | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -112,9 +114,19 @@ def load_settings(data_dir: Path | str | None) -> Settings:
             ledger_checkpoint_seconds=_positive(doc.get("ledger", {}), "checkpoint_seconds",
                                                 10, zero=True, section="ledger"),
             cookie_secure=cookie_secure,
+            backup_target=_backup_target(doc.get("backup", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{config_file} is incomplete or invalid ({exc})") from None
+
+
+def _backup_target(table: dict[str, object]) -> Path | None:
+    value = os.environ.get("HYGIE_BACKUP_TARGET") or table.get("target")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("backup.target must be a directory path")
+    return Path(value).expanduser()
 
 
 def _positive(table: dict[str, object], key: str, default: int, *, zero: bool = False,
@@ -163,4 +175,8 @@ def render_config(*, instance_id: str, database_url: str, key_source: KeySource)
         "\n[ledger]\n"
         "# Sign a new checkpoint of the audit ledger at least this often (0: only on demand).\n"
         "checkpoint_seconds = 10\n"
+        "\n# [backup]\n"
+        "# The directory your backups go to ('hygie backup create --to'): when damaged data stops\n"
+        "# 'hygie serve', the latest backup found there is named in the restore steps.\n"
+        '# target = "/mnt/hygie-backups"\n'
     )

@@ -26,7 +26,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 client_app = typer.Typer(help="API clients (OAuth2 client credentials).", no_args_is_help=True)
-keys_app = typer.Typer(help="Key-encryption keys: status, rotation.", no_args_is_help=True)
+keys_app = typer.Typer(help="Key-encryption keys: status, rotation, export, recovery shares.",
+                       no_args_is_help=True)
 patient_app = typer.Typer(help="Patient-level operations (crypto-shredding).",
                           no_args_is_help=True)
 app.add_typer(client_app, name="client")
@@ -132,12 +133,22 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.", min=1, max=64)] = 1,
 ) -> None:
-    """Serve the FHIR API (and the auth endpoints) over HTTP."""
+    """Serve the FHIR API (and the auth endpoints) over HTTP, after an integrity check.
+
+    The database, the key file and the ledger are checked before the port is bound; on any
+    failure nothing is served: exit 3, with the steps to restore the latest backup.
+    """
     import uvicorn
 
+    from hygie.cli.check import report_failure
+    from hygie.resilience.integrity import check_instance
     from hygie.settings import resolve_data_dir
 
     path = resolve_data_dir(data_dir)
+    report = check_instance(path)
+    if not report.ok:
+        report_failure(report)
+    err.print(f"integrity check passed in {report.seconds:.2f} s", markup=False)
     rt = _runtime(path)  # fail fast with one clear line if anything is wrong
     rt.engine.dispose()
     os.environ["HYGIE_DATA_DIR"] = str(path)
@@ -345,7 +356,9 @@ def patient_erase(
     out.print(f"Erased: {n} resource(s) can no longer be decrypted.")
 
 
+from hygie.cli import keys as _keys  # noqa: E402,F401  (registers on keys_app)
 from hygie.cli.backup import backup_app, restore_cmd  # noqa: E402
+from hygie.cli.check import check_cmd  # noqa: E402  (it uses the helpers above)
 from hygie.cli.ledger import ledger_app  # noqa: E402  (it uses the helpers above)
 from hygie.cli.users import user_app  # noqa: E402  (it uses the helpers above)
 
@@ -353,6 +366,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(backup_app, name="backup")
 app.command("restore")(restore_cmd)
+app.command("check")(check_cmd)
 
 
 def main() -> None:

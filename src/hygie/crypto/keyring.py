@@ -51,9 +51,12 @@ class KeySource:
                 raise KeyFailure(f"environment variable {self.location} holds no keyring")
             return value
         try:
-            return Path(self.location).read_text()
+            return Path(self.location).read_text(encoding="utf-8")
         except OSError as exc:
             raise KeyFailure(f"cannot read key file {self.location}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise KeyFailure(f"key file {self.location} is not a valid keyring (binary content: "
+                             "encrypted or overwritten?)") from None
 
     def write(self, keyring: Keyring) -> None:
         """Write atomically with mode 0600 (file sources only)."""
