@@ -235,3 +235,122 @@ def test_ledger_never_holds_content(ledger_api: Any) -> None:
     size = int(note.splitlines()[1])
     entries = api.get(f"/ledger/entries?start=0&end={size}").json()["entries"]
     assert all(b"Secretus" not in base64.b64decode(e) for e in entries)
+
+
+
+def test_inserted_row_is_detected(populated: Instance) -> None:
+    """An audit row slipped into sequenced history (a seq below the last leaf's, no leaf)."""
+    engine = engine_of(populated)
+    seq = _seq(engine, 3)
+    with engine.begin() as conn:
+        row = conn.execute(select(audit_event).where(audit_event.c.seq == seq)).one()._asdict()
+        conn.execute(audit_event.insert().values({**row, "seq": -5}))
+    result = verify(populated)
+    assert result.exit_code == 1
+    assert "audit seq -5" in result.output and "inserted" in result.output
+
+
+def test_leaf_gap_is_detected(populated: Instance) -> None:
+    engine = engine_of(populated)
+    with engine.begin() as conn:
+        conn.execute(delete(ledger_leaf).where(ledger_leaf.c.idx == 25))
+    result = verify(populated)
+    assert result.exit_code == 1 and "entry 25: missing" in result.output
+    assert "jumps to 26" in result.output
+
+
+def test_concurrent_sequencers_and_appenders_keep_one_log(instance: Instance) -> None:
+    """Two sequencers (as two processes would: separate Ledger objects) integrate while 8
+    threads append through the group commit: every entry gets exactly one leaf, in order."""
+    import threading
+
+    from hygie.ledger.audit import AuditEntry
+    from hygie.ledger.log import Ledger
+    from hygie.ledger.verify import verify_instance
+
+    rt = open_runtime(instance.settings)
+    other = Ledger(rt.engine, rt.ledger.tenant, rt.ledger.signer)
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def append(n: int) -> None:
+        for i in range(60):
+            rt.gate.appender.append([AuditEntry(actor=f"client:t{n}", actor_kind="client",
+                                                action="read", outcome="success",
+                                                request_id=f"{n}-{i}")])
+
+    def sequence(ledger: Any) -> None:
+        try:
+            while not stop.is_set():
+                ledger.integrate()
+        except Exception as exc:  # noqa: BLE001 - reported below by type
+            errors.append(type(exc).__name__)
+
+    seqs = [threading.Thread(target=sequence, args=(lg,)) for lg in (rt.ledger, other)]
+    apps = [threading.Thread(target=append, args=(n,)) for n in range(8)]
+    for t in seqs + apps:
+        t.start()
+    for t in apps:
+        t.join()
+    stop.set()
+    for t in seqs:
+        t.join()
+    assert not errors
+    size = rt.ledger.integrate()
+    rt.ledger.checkpoint()
+    with rt.engine.connect() as conn:
+        audit_rows = conn.execute(select(audit_event.c.seq)).all()
+        leaves = conn.execute(select(ledger_leaf.c.idx, ledger_leaf.c.seq)
+                              .order_by(ledger_leaf.c.idx)).all()
+    assert size == len(audit_rows) == len(leaves)
+    assert [leaf.idx for leaf in leaves] == list(range(size))
+    assert [leaf.seq for leaf in leaves] == sorted(r.seq for r in audit_rows)
+    report = verify_instance(rt.engine, rt.ledger.signer.verifier(), rt.ledger.origin)
+    assert report.ok and report.entries == size and report.checkpoints == 1
+    # proofs at a size the cache holds are served from it; a larger size refreshes it
+    assert len(rt.ledger.inclusion(0, size)) == (size - 1).bit_length()
+    rt.engine.dispose()
+
+
+def test_group_commit_fails_closed_for_every_waiter(instance: Instance) -> None:
+    """While the audit table refuses inserts, every concurrent caller gets AuditUnavailable
+    (none hangs, none passes); once it accepts them again, appends succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import text
+
+    from hygie.errors import AuditUnavailable
+    from hygie.ledger.audit import AuditEntry
+
+    rt = open_runtime(instance.settings)
+    appender = rt.gate.appender
+    entry = AuditEntry(actor="client:x", actor_kind="client", action="read",
+                       outcome="success")
+    appender.append([entry])  # the appender's connection is open before the failure
+    sqlite = instance.backend == "sqlite"
+    with rt.engine.begin() as conn:
+        if sqlite:
+            conn.execute(text("CREATE TRIGGER no_audit BEFORE INSERT ON audit_event "
+                              "BEGIN SELECT RAISE(ABORT, 'audit down'); END"))
+        else:
+            conn.execute(text("CREATE FUNCTION no_audit() RETURNS trigger AS $$ BEGIN "
+                              "RAISE EXCEPTION 'audit down'; END $$ LANGUAGE plpgsql"))
+            conn.execute(text("CREATE TRIGGER no_audit BEFORE INSERT ON audit_event "
+                              "FOR EACH ROW EXECUTE FUNCTION no_audit()"))
+
+    def attempt(_: int) -> str:
+        try:
+            appender.append([entry])
+        except AuditUnavailable:
+            return "refused"
+        return "recorded"
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(attempt, range(40))) == ["refused"] * 40
+    with rt.engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER no_audit" + ("" if sqlite else " ON audit_event")))
+    before = appender.appended
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(attempt, range(40))) == ["recorded"] * 40
+    assert appender.appended == before + 40
+    rt.engine.dispose()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
 from hygie.store.db import now_us
-from hygie.store.tables import audit_event
 
 SUCCESS = "success"
 DENIED = "denied"
@@ -42,13 +42,43 @@ class AuditEntry:
 LEDGER_LOCK = 0x48594749  # "HYGI"
 
 
-def append(conn: Connection, tenant: str, entries: Iterable[AuditEntry]) -> None:
+# Columns written by :func:`append`, in the order of :data:`_FIELDS` (the AuditEntry fields).
+_FIELDS = ("actor", "actor_kind", "action", "outcome", "rtype", "rid", "patient", "code",
+           "request_id", "client_address", "detail", "actor_role")
+_COLUMNS = ("at", "tenant", *_FIELDS)
+
+
+def insert_sql(dialect: str) -> str:
+    """The driver-level INSERT of audit rows (qmark for sqlite3, format for psycopg)."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    cols, marks = ", ".join(_COLUMNS), ", ".join([mark] * len(_COLUMNS))
+    return f"INSERT INTO audit_event ({cols}) VALUES ({marks})"  # noqa: S608 - constants
+
+
+_INSERT = {d: insert_sql(d) for d in ("sqlite", "postgresql")}
+
+
+def rows_of(tenant: str, entries: Iterable[AuditEntry]) -> list[tuple[object, ...]]:
     at = now_us()
-    rows = [{"at": at, "tenant": tenant, **e.__dict__} for e in entries]
+    return [(at, tenant, e.actor, e.actor_kind, e.action, e.outcome, e.rtype, e.rid, e.patient,
+             e.code, e.request_id, e.client_address, e.detail, e.actor_role) for e in entries]
+
+
+def append(conn: Connection, tenant: str, entries: Iterable[AuditEntry]) -> None:
+    """Insert ``entries`` in the transaction of ``conn`` (through the driver: no ORM rows)."""
+    rows = rows_of(tenant, entries)
     if rows:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK})
-        conn.execute(audit_event.insert(), rows)
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK,))
+        conn.exec_driver_sql(_INSERT[dialect], rows)  # type: ignore[arg-type]
+
+
+def append_raw(cursor: Any, dialect: str, rows: list[tuple[object, ...]]) -> None:
+    """Insert prepared rows (:func:`rows_of`) with a DB-API cursor inside an open transaction."""
+    if dialect == "postgresql":
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK,))
+    cursor.executemany(_INSERT[dialect], rows)
 
 
 def record_system_event(engine: Engine, tenant: str, action: str, *, actor: str,

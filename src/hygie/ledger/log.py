@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import rfc8785
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select
 
 from hygie.crypto.keyring import write_secret_file
 from hygie.errors import IntegrityFailure, InvalidRequest, KeyFailure
@@ -51,27 +52,152 @@ def leaf_entry(row: Any) -> dict[str, Any]:
     }
 
 
-def _plain(value: Any) -> bool:
-    """True when orjson's sorted output is already RFC 8785 canonical for this value: printable
-    ASCII strings (no escapes differ), integers within ±2**53 (no float form), bools, null."""
-    if value is None or isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return -(2**53) < value < 2**53
-    if isinstance(value, str):
-        return value.isascii() and value.isprintable() and '"' not in value and "\\" not in value
-    if isinstance(value, dict):
-        return all(_plain(k) and _plain(v) for k, v in value.items())
-    return False
+# The audit columns a leaf is made of, in the order :func:`leaf_bytes_of` takes them.
+LEAF_COLUMNS = ("seq", "at", "actor", "actor_kind", "actor_role", "action", "rtype", "rid",
+                "patient", "outcome", "code", "request_id", "client_address", "detail")
+LEAF_SELECT = ", ".join(f"a.{c}" for c in LEAF_COLUMNS)
+_SAFE_INT = 2**53
+
+
+def leaf_bytes_of(seq: int, at: int, actor: str, actor_kind: str, actor_role: str | None,
+                  action: str, rtype: str | None, rid: str | None, patient: str | None,
+                  outcome: str, code: str | None, request_id: str | None,
+                  client_address: str | None, detail: str | None) -> bytes:
+    """RFC 8785 (JCS) bytes of the entry made of these audit columns (:data:`LEAF_COLUMNS`).
+
+    Fast path: orjson on a dict whose keys are written in JCS order (sorted by code unit:
+    all keys are ASCII), accepted when its output is ASCII with no backslash (so no string
+    needed an escape: printable ASCII is written verbatim by both) and both integers are
+    within +-2**53 (written alike). That output is then exactly the JCS bytes
+    (tests/test_ledger_jcs.py proves it against the reference implementation). Anything
+    else goes through the reference implementation (rfc8785).
+    """
+    break_glass = action == "break-glass"
+    entry = {  # keys in JCS (sorted) order
+        "action": action,
+        "actor": {"id": actor, "kind": actor_kind, "role": actor_role},
+        "break_glass": detail if break_glass else None,
+        "client_address": client_address,
+        "decision": {"permit": outcome == "success", "reason": code},
+        "outcome": outcome,
+        "purpose": "BTG" if code == "break-glass" or break_glass else None,
+        "request_id": request_id,
+        "seq": seq,
+        "target": {"id": rid, "patient": patient, "type": rtype},
+        "time": at,
+    }
+    if (type(seq) is int and type(at) is int and -_SAFE_INT < seq < _SAFE_INT
+            and -_SAFE_INT < at < _SAFE_INT):
+        try:
+            out = orjson.dumps(entry)
+        except orjson.JSONEncodeError:
+            out = b"\\"
+        if out.isascii() and b"\\" not in out:
+            return out
+    return bytes(rfc8785.dumps(leaf_entry_of(entry)))
+
+
+def leaf_entry_of(entry: dict[str, Any]) -> dict[str, Any]:
+    """Integers as ``int`` (a database may hand back another integer type)."""
+    return {**entry, "seq": int(entry["seq"]), "time": int(entry["time"])}
 
 
 def leaf_bytes(row: Any) -> bytes:
-    """RFC 8785 (JCS) bytes of the entry; orjson for the usual plain entries (20x faster,
-    same bytes: tests/test_ledger_jcs.py), the reference implementation for anything else."""
-    entry = leaf_entry(row)
-    if _plain(entry):
-        return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
-    return bytes(rfc8785.dumps(entry))
+    """RFC 8785 (JCS) bytes of the entry of an audit row (anything with the column names as
+    attributes); see :func:`leaf_bytes_of`."""
+    return leaf_bytes_of(*(getattr(row, c) for c in LEAF_COLUMNS))
+
+
+def dbapi_cursor(conn: Connection, *, name: str | None = None) -> Any:
+    """A DB-API cursor in the transaction of ``conn`` (tuples, no SQLAlchemy rows). ``name``:
+    a PostgreSQL server-side cursor that streams its rows (SQLite cursors always stream)."""
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is None:
+        raise KeyFailure("the database connection is closed")
+    if name is not None and conn.dialect.name == "postgresql":
+        return dbapi.cursor(name=name)
+    return dbapi.cursor()
+
+
+def leaf_json_sql(dialect: str) -> str:
+    """A SQL expression giving the leaf's JSON text built by the database (keys in JCS
+    order, strings quoted by ``json_quote`` / ``to_json``). It is used only where it equals
+    :func:`leaf_bytes_of`: when the text is ASCII with no backslash (no string needed an
+    escape) and both integers are within +-2**53 (:func:`leaf_from_sql`); tests compare the
+    two on both databases (tests/test_ledger_jcs.py)."""
+    if dialect == "sqlite":
+        def q(c: str) -> str:
+            return f"json_quote(CAST(a.{c} AS TEXT))"
+        seq, at = "CAST(a.seq AS TEXT)", "CAST(a.at AS TEXT)"
+    else:
+        def q(c: str) -> str:
+            return f"coalesce(to_json(a.{c})::text, 'null')"
+        seq, at = "a.seq::text", "a.at::text"
+    parts = [
+        "'{\"action\":'", q("action"),
+        "',\"actor\":{\"id\":'", q("actor"), "',\"kind\":'", q("actor_kind"),
+        "',\"role\":'", q("actor_role"),
+        "'},\"break_glass\":'",
+        f"CASE WHEN a.action = 'break-glass' THEN {q('detail')} ELSE 'null' END",
+        "',\"client_address\":'", q("client_address"),
+        "',\"decision\":{\"permit\":'",
+        "CASE WHEN a.outcome = 'success' THEN 'true' ELSE 'false' END",
+        "',\"reason\":'", q("code"),
+        "'},\"outcome\":'", q("outcome"),
+        "',\"purpose\":'",
+        "CASE WHEN a.code = 'break-glass' OR a.action = 'break-glass' THEN '\"BTG\"' "
+        "ELSE 'null' END",
+        "',\"request_id\":'", q("request_id"),
+        "',\"seq\":'", seq,
+        "',\"target\":{\"id\":'", q("rid"), "',\"patient\":'", q("patient"),
+        "',\"type\":'", q("rtype"),
+        "'},\"time\":'", at, "'}'",
+    ]
+    return " || ".join(parts)
+
+
+def leaf_from_sql(conn: Connection | Callable[[], Connection], seq: Any, at: Any,
+                  text: str | None) -> bytes:
+    """The leaf bytes of audit row ``seq`` from the JSON text the database built
+    (:func:`leaf_json_sql`) when it is the JCS text, else from the row's columns (read
+    through ``conn``, or the connection that ``conn()`` returns)."""
+    if (text is not None and type(seq) is int and type(at) is int
+            and -_SAFE_INT < seq < _SAFE_INT and -_SAFE_INT < at < _SAFE_INT
+            and text.isascii() and "\\" not in text):
+        return text.encode()
+    if not isinstance(conn, Connection):
+        conn = conn()
+    cur = dbapi_cursor(conn)
+    try:
+        cur.execute(sql(conn, "audit_row"), (seq,))
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    if row is None:
+        raise KeyFailure("an audit entry vanished while it was being read")
+    return leaf_bytes_of(*row)
+
+
+# Driver-level statements, written with qmark parameters (sqlite3) and given to psycopg with
+# format parameters. Constants only: no value is ever formatted into them.
+_QMARK_SQL = {
+    "tail": "SELECT idx, seq FROM ledger_leaf ORDER BY idx DESC LIMIT 1",
+    "audit_after": "SELECT a.seq, a.at, {json} FROM audit_event a WHERE a.seq > ? "
+                   "ORDER BY a.seq LIMIT ?",
+    "audit_row": f"SELECT {LEAF_SELECT} FROM audit_event a WHERE a.seq = ?",  # noqa: S608
+    "leaf_insert": "INSERT INTO ledger_leaf (idx, seq, hash) VALUES (?, ?, ?)",
+    "leaf_hash_at": "SELECT hash FROM ledger_leaf WHERE idx = ?",
+    "leaf_hashes_from": "SELECT idx, hash FROM ledger_leaf WHERE idx >= ? ORDER BY idx",
+}
+_SQL = {"sqlite": {k: v.replace("{json}", leaf_json_sql("sqlite"))
+                   for k, v in _QMARK_SQL.items()},
+        "postgresql": {k: v.replace("?", "%s").replace("{json}", leaf_json_sql("postgresql"))
+                       for k, v in _QMARK_SQL.items()}}
+
+
+def sql(conn: Connection, name: str) -> str:
+    """The driver-level statement ``name`` in the parameter style of ``conn``'s driver."""
+    return _SQL[conn.dialect.name][name]
 
 
 def origin_for(instance_id: str) -> str:
@@ -103,33 +229,66 @@ class Ledger:
         self.origin = signer.name
         self._levels = MerkleLevels([])
         self._lock = threading.Lock()
+        self._seq_lock = threading.Lock()
 
     # -- sequencing -----------------------------------------------------------------------
     def integrate(self) -> int:
-        """Give leaf indexes to new audit entries (one sequencer at a time). Returns the size."""
-        with transaction(self.engine) as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK + 1})
-            last = conn.execute(select(ledger_leaf.c.idx, ledger_leaf.c.seq)
-                                .order_by(ledger_leaf.c.idx.desc()).limit(1)).first()
-            size = 0 if last is None else last.idx + 1
-            after = -1 if last is None else last.seq
+        """Give leaf indexes to new audit entries (one sequencer at a time). Returns the size.
+
+        New entries are read and hashed in a read-only transaction; their leaves are then
+        written in a short write transaction that first checks that the log's tail is still
+        the one the hashes follow (else another sequencer got there first: start again). The
+        write lock (SQLite) is held for the inserts only, never for the hashing.
+        """
+        with self._seq_lock:
             while True:
-                rows = conn.execute(select(audit_event).where(audit_event.c.seq > after)
-                                    .order_by(audit_event.c.seq).limit(BATCH)).all()
+                with transaction(self.engine, readonly=True) as conn:
+                    size, after = self._tail(conn)
+                    rows = self._audit_after(conn, after, BATCH)
                 if not rows:
-                    break
-                conn.execute(ledger_leaf.insert(), [
-                    {"idx": size + i, "seq": r.seq, "hash": leaf_hash(leaf_bytes(r))}
-                    for i, r in enumerate(rows)])
-                size += len(rows)
-                after = rows[-1].seq
-        return size
+                    return size
+                leaves = [(size + i, r[0], leaf_hash(leaf_from_sql(conn, *r)))
+                          for i, r in enumerate(rows)]
+                with transaction(self.engine) as conn:
+                    if conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)",
+                                             (LEDGER_LOCK + 1,))
+                    if self._tail(conn) != (size, after):
+                        continue  # sequenced meanwhile by another process: read again
+                    conn.exec_driver_sql(sql(conn, "leaf_insert"),
+                                         leaves)  # type: ignore[arg-type]
+                if len(rows) < BATCH:
+                    return size + len(rows)
+
+    @staticmethod
+    def _tail(conn: Connection) -> tuple[int, int]:
+        """(size, audit seq of the last leaf or -1) of the stored log."""
+        cur = dbapi_cursor(conn)
+        try:
+            cur.execute(sql(conn, "tail"))
+            last = cur.fetchone()
+        finally:
+            cur.close()
+        return (0, -1) if last is None else (int(last[0]) + 1, int(last[1]))
+
+    @staticmethod
+    def _audit_after(conn: Connection, after: int, limit: int) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` audit rows after seq ``after``, as :data:`LEAF_COLUMNS` tuples."""
+        cur = dbapi_cursor(conn)
+        try:
+            cur.execute(sql(conn, "audit_after"), (after, limit))
+            return list(cur.fetchall())
+        finally:
+            cur.close()
 
     # -- the tree -------------------------------------------------------------------------
-    def levels(self, conn: Connection | None = None) -> MerkleLevels:
-        """The cached tree, extended with the leaves stored since the last call."""
+    def levels(self, conn: Connection | None = None, *, at_least: int | None = None
+               ) -> MerkleLevels:
+        """The cached tree, extended with the leaves stored since the last call. With
+        ``at_least``: no database round trip when the cache already holds that many leaves."""
         with self._lock:
+            if at_least is not None and at_least <= self._levels.size:
+                return self._levels
             have = self._levels.size
             if conn is None:
                 with transaction(self.engine, readonly=True) as c:
@@ -137,22 +296,29 @@ class Ledger:
             else:
                 hashes = self._hashes_from(conn, have)
             if hashes:
-                self._levels.extend(hashes)
+                if have:
+                    self._levels.extend(hashes)
+                else:  # cold start: every level at once
+                    self._levels = MerkleLevels(hashes)
             return self._levels
 
     def _hashes_from(self, conn: Connection, start: int) -> list[bytes]:
-        if start:
-            # The stored tail must still be the one this process already hashed.
-            last = conn.execute(select(ledger_leaf.c.hash).where(
-                ledger_leaf.c.idx == start - 1)).first()
-            if last is None or bytes(last.hash) != self._levels.leaf_hash(start - 1):
-                raise IntegrityFailure("the ledger's stored leaves were changed or removed")
-        rows = conn.execute(select(ledger_leaf.c.idx, ledger_leaf.c.hash)
-                            .where(ledger_leaf.c.idx >= start).order_by(ledger_leaf.c.idx)).all()
-        for i, r in enumerate(rows):
-            if r.idx != start + i:
-                raise KeyFailure("the ledger's leaf table has a gap")
-        return [bytes(r.hash) for r in rows]
+        cur = dbapi_cursor(conn)
+        try:
+            if start:
+                # The stored tail must still be the one this process already hashed.
+                cur.execute(sql(conn, "leaf_hash_at"), (start - 1,))
+                last = cur.fetchone()
+                if last is None or bytes(last[0]) != self._levels.leaf_hash(start - 1):
+                    raise IntegrityFailure("the ledger's stored leaves were changed or removed")
+            cur.execute(sql(conn, "leaf_hashes_from"), (start,))
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+        # idx is the primary key: ordered and unique, so contiguous iff first/last fit.
+        if rows and (rows[0][0] != start or rows[-1][0] != start + len(rows) - 1):
+            raise KeyFailure("the ledger's leaf table has a gap")
+        return [bytes(r[1]) for r in rows]
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self) -> str:
@@ -194,13 +360,13 @@ class Ledger:
         return [base64.b64encode(leaf_bytes(r)).decode() for r in rows]
 
     def inclusion(self, index: int, tree_size: int) -> list[str]:
-        levels = self.levels()
+        levels = self.levels(at_least=tree_size)
         if not 0 <= index < tree_size <= levels.size:
             raise InvalidRequest(f"need 0 <= index < tree_size <= {levels.size}")
         return [base64.b64encode(h).decode() for h in levels.inclusion_proof(index, tree_size)]
 
     def consistency(self, first: int, second: int) -> list[str]:
-        levels = self.levels()
+        levels = self.levels(at_least=second)
         if not 0 <= first <= second <= levels.size:
             raise InvalidRequest(f"need 0 <= first <= second <= {levels.size}")
         return [base64.b64encode(h).decode() for h in levels.consistency_proof(first, second)]

@@ -46,6 +46,7 @@ __all__ = [
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
+    "leaf_hashes",
     "node_hash",
     "root_from_leaf_hashes",
     "subtree_root",
@@ -75,6 +76,12 @@ _RangeRoot = Callable[[int, int], bytes]
 def leaf_hash(data: bytes) -> bytes:
     """Return the leaf hash ``SHA-256(0x00 || data)`` of one entry (RFC 9162 §2.1.1)."""
     return _sha256(_LEAF_PREFIX + bytes(data)).digest()
+
+
+def leaf_hashes(entries: Iterable[bytes]) -> list[bytes]:
+    """:func:`leaf_hash` of each entry, in one pass (for bulk recomputation)."""
+    sha = _sha256
+    return [sha(_LEAF_PREFIX + d).digest() for d in entries]
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
