@@ -375,3 +375,155 @@ def session_expiry(*, conn: Connection, tenant: str, session_id: str) -> int:
         raise Unauthenticated(NO_SESSION)
     return int(row.expires_at)
 
+
+
+# -- the person's own sessions and sign-ins (the web app's "Sécurité" panel) ---------------------
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    created_at: int
+    last_seen_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class SignInEvent:
+    at: int
+    action: str  # login | mfa | lockout
+    outcome: str  # success | denied
+    code: str | None
+    client_address: str | None
+    session_id: str | None  # the session a successful sign-in opened
+
+
+SIGN_IN_ACTIONS = ("login", "mfa", "lockout")
+HISTORY_WINDOW = 200_000  # audit entries looked back through for sign-ins (bounded cost)
+
+
+def list_sessions(*, conn: Connection, tenant: str, user_id: str, limits: AuthLimits,
+                  now: int | None = None) -> list[SessionInfo]:
+    """The user's live sessions (unrevoked, within their idle and absolute limits), newest
+    first."""
+    now = now or now_us()
+    rows = conn.execute(select(user_session).where(
+        user_session.c.tenant == tenant, user_session.c.user_id == user_id,
+        user_session.c.revoked_at.is_(None), user_session.c.expires_at > now,
+        user_session.c.last_seen_at > now - limits.idle_seconds * SECOND)
+        .order_by(user_session.c.created_at.desc())).all()
+    return [SessionInfo(r.id, r.created_at, r.last_seen_at, r.expires_at) for r in rows]
+
+
+def end_session(*, conn: Connection, tenant: str, actor: Actor, session_id: str,
+                ctx: RequestContext) -> bool:
+    """End one of the actor's own sessions (another device); False if there was none."""
+    if actor.kind != "user":
+        raise Unauthenticated("only a person's session can be ended")
+    ended = revoke_sessions(conn, user_id=actor.id, reason="ended-by-user",
+                            session_id=session_id)
+    if ended:
+        record(conn, tenant, ctx, "logout", audit.SUCCESS, user_id=actor.id,
+               code="ended-by-user", detail=session_id)
+    return bool(ended)
+
+
+def end_other_sessions(*, conn: Connection, tenant: str, actor: Actor,
+                       ctx: RequestContext) -> int:
+    """End every session of the actor but the current one; how many were ended."""
+    if actor.kind != "user" or actor.session_id is None:
+        raise Unauthenticated("only a person's session can end the others")
+    ids = [r[0] for r in conn.execute(select(user_session.c.id).where(
+        user_session.c.user_id == actor.id, user_session.c.revoked_at.is_(None),
+        user_session.c.id != actor.session_id))]
+    for sid in ids:
+        revoke_sessions(conn, user_id=actor.id, reason="ended-by-user", session_id=sid)
+    if ids:
+        record(conn, tenant, ctx, "logout", audit.SUCCESS, user_id=actor.id,
+               code="ended-others", detail=f"{len(ids)} session(s)")
+    return len(ids)
+
+
+def sign_in_history(*, conn: Connection, tenant: str, user_id: str, limit: int = 20
+                    ) -> list[SignInEvent]:
+    """The user's recent sign-in events from the audit trail: passwords refused, second
+    factors accepted or refused, lockouts (newest first; ids and codes, never a secret).
+
+    Looks back through the last :data:`HISTORY_WINDOW` audit entries only, so the cost stays
+    bounded however long the ledger grows."""
+    from hygie.store.tables import audit_event
+
+    top = conn.execute(select(audit_event.c.seq).order_by(audit_event.c.seq.desc()).limit(1)
+                       ).scalar()
+    if top is None:
+        return []
+    rows = conn.execute(select(audit_event.c.at, audit_event.c.action, audit_event.c.outcome,
+                               audit_event.c.code, audit_event.c.client_address,
+                               audit_event.c.detail).where(
+        audit_event.c.seq > top - HISTORY_WINDOW, audit_event.c.tenant == tenant,
+        audit_event.c.rid == user_id, audit_event.c.action.in_(SIGN_IN_ACTIONS))
+        .order_by(audit_event.c.seq.desc()).limit(limit * 3)).all()
+    out: list[SignInEvent] = []
+    for r in rows:
+        if r.action == "login" and r.outcome == audit.SUCCESS:
+            continue  # the password step of a sign-in: its second factor tells the outcome
+        out.append(SignInEvent(r.at, r.action, r.outcome, r.code, r.client_address,
+                               r.detail if r.action == "mfa" and r.outcome == audit.SUCCESS
+                               else None))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def regenerate_recovery_codes(*, conn: Connection, keys: KeyStore, limits: AuthLimits,
+                              actor: Actor, totp_code: str, ctx: RequestContext,
+                              now: int | None = None) -> tuple[str, ...] | Refused:
+    """New recovery codes (the old ones stop), after re-authentication with a TOTP code.
+
+    A wrong code counts as a failed sign-in of the account (same throttle and lockout), so a
+    stolen session cannot guess its way to codes that outlive it."""
+    from hygie.access.accounts import RECOVERY_CODES, check_totp, code_digest, new_code
+    from hygie.store.tables_accounts import recovery_code
+
+    tenant = keys.tenant
+    now = now or now_us()
+    if actor.kind != "user" or actor.username is None:
+        raise Unauthenticated("only a person has recovery codes")
+    subjects = _subjects(tenant, actor.username, ctx.client_address)
+    until = _locked_until(conn, tenant, subjects, now)
+    if until:
+        return _refuse_locked(conn, tenant, ctx, until, now, action="recovery-codes",
+                              user_id=actor.id)
+    code = totp_code.strip()
+    ok = (code.isascii() and code.isdigit() and len(code) <= 10
+          and check_totp(conn=conn, keys=keys, user_id=actor.id, code=code, now=now) is not None)
+    if not ok:
+        return _refuse_failure(conn, tenant, ctx, limits, subjects, now,
+                               action="recovery-codes", user_id=actor.id, code="bad-totp",
+                               message="the code from the authenticator app is not valid")
+    _forget_failures(conn, tenant, subjects["user"])
+    codes = tuple(new_code(10) for _ in range(RECOVERY_CODES))
+    conn.execute(delete(recovery_code).where(recovery_code.c.user_id == actor.id))
+    conn.execute(recovery_code.insert(), [
+        {"user_id": actor.id, "digest": code_digest(c), "used_at": None} for c in codes])
+    record(conn, tenant, ctx, "recovery-codes", audit.SUCCESS, user_id=actor.id,
+           code="regenerated")
+    return codes
+
+
+@dataclass(frozen=True)
+class MfaStatus:
+    totp: bool
+    recovery_codes_left: int
+    activated_at: int | None
+
+
+def mfa_status(*, conn: Connection, user_id: str) -> MfaStatus:
+    from sqlalchemy import func
+
+    from hygie.store.tables_accounts import recovery_code
+
+    row = conn.execute(select(user_account.c.totp_secret, user_account.c.activated_at)
+                       .where(user_account.c.id == user_id)).first()
+    left = conn.execute(select(func.count()).select_from(recovery_code).where(
+        recovery_code.c.user_id == user_id, recovery_code.c.used_at.is_(None))).scalar_one()
+    return MfaStatus(row is not None and row.totp_secret is not None, int(left),
+                     row.activated_at if row is not None else None)

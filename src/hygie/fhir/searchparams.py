@@ -145,6 +145,12 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
     "Communication": (_ID, *_SUBJECT, _STATUS, _date("sent", "sent")),
     "Consent": (_ID, _PATIENT, _STATUS, _date("date", "dateTime")),
     "CareTeam": (_ID, *_SUBJECT, _STATUS, _date("date", "period")),
+    "Appointment": (
+        _ID, _STATUS, _date("date", "start"),
+        _ref("patient", "participant.actor", target="Patient"),
+        _ref("practitioner", "participant.actor", target="Practitioner"),
+        _ref("actor", "participant.actor"),
+    ),
 }
 
 _BY_NAME: dict[str, dict[str, SearchParam]] = {

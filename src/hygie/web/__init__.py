@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, Response
 
 from hygie.errors import HygieError
-from hygie.web import pages
+from hygie.web import account, admin, clinical, documents, pages, secretary
 from hygie.web.auth import SignInRequired
 from hygie.web.security import WebSecurityMiddleware, is_web_path
 from hygie.web.templating import render, static_files, translate
@@ -46,7 +46,11 @@ def _web_error(request: Request, status: int, message: str) -> Response:
 
 
 def install(app: FastAPI) -> None:
+    app.include_router(clinical.router)  # first: /app/patients/new before /{patient_id}
+    app.include_router(documents.router)
     app.include_router(pages.router)
+    for extra in (account, admin, secretary):  # sécurité panel, admin, secretary pages
+        app.include_router(extra.router)
     app.add_api_route("/static/{digest}/{name:path}", static, methods=["GET"],
                       include_in_schema=False)
     api_handlers: dict[Any, Any] = dict(app.exception_handlers)

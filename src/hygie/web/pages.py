@@ -391,13 +391,14 @@ def patient(request: Request, patient_id: str, ws: Signed) -> Response:
     if not _ID.fullmatch(patient_id):
         return render(request, "denied.html", 404, message=translate(
             request, N_("Ce dossier n'existe pas ou vous n'y avez pas accès.")))
+    from hygie.web import clinical  # forms, break-glass, charts, documents (clinical.py)
+
     ctx = auth.context(request)
     try:
         with rt.gate.open(ws.actor, ctx, readonly=True) as door:
             found_patient = door.read("Patient", patient_id)
     except Forbidden:
-        return render(request, "denied.html", 403,
-                      message=_denied_message(request, ws.actor.role))
+        return clinical.denied(request, ws, patient_id)  # break-glass form for practitioners
     _ = environment_gettext(request)
     try:
         with rt.gate.open(ws.actor, ctx, readonly=True) as door:
@@ -406,11 +407,13 @@ def patient(request: Request, patient_id: str, ws: Signed) -> Response:
     except Forbidden:
         ident = record.identity(patient_id, orjson.loads(found_patient.body or b"{}"), _)
         return render(request, "patient.html", identity=ident, record=None,
-                      clinical_denied=_denied_message(request, ws.actor.role))
+                      clinical_denied=_denied_message(request, ws.actor.role),
+                      clinical=clinical.record_extras(request, ws, patient_id, None))
     rec = record.build(found_patient, [r for r in resources if r.rtype != "Patient"], _,
                        truncated=total > len(resources))
     return render(request, "patient.html", identity=rec.identity, record=rec,
-                  clinical_denied=None)
+                  clinical_denied=None,
+                  clinical=clinical.record_extras(request, ws, patient_id, resources))
 
 
 def environment_gettext(request: Request) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 from typing import Any
 
@@ -29,6 +30,11 @@ log = logging.getLogger("hygie.web")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'; "
        "report-uri /csp-report")
+# A document's content (PDF, image: web/documents.py) is shown in a same-origin <iframe> of the
+# record page: this origin only may frame it, and it runs nothing.
+DOCUMENT_CSP = ("default-src 'none'; img-src 'self'; frame-ancestors 'self'; base-uri 'none'; "
+                "form-action 'none'")
+DOCUMENT_CONTENT = re.compile(r"/app/patients/[^/]+/documents/[^/]+/content")
 PERMISSIONS = ("camera=(), microphone=(), geolocation=(), payment=(), usb=(), "
                "interest-cohort=(), browsing-topics=()")
 WEB_PREFIXES = ("/app", "/static/", "/signin", "/activation", "/csp-report")
@@ -44,9 +50,10 @@ def _headers(path: str, existing: list[tuple[bytes, bytes]]) -> list[tuple[bytes
     cache = [(b"cache-control", v) for k, v in existing
              if k == b"cache-control" and path.startswith("/static/")]
     kept = [(k, v) for k, v in existing if k.lower() not in _REPLACED]
+    framed = DOCUMENT_CONTENT.fullmatch(path) is not None
     return [*kept,
-            (b"content-security-policy", CSP.encode()),
-            (b"x-frame-options", b"DENY"),
+            (b"content-security-policy", (DOCUMENT_CSP if framed else CSP).encode()),
+            (b"x-frame-options", b"SAMEORIGIN" if framed else b"DENY"),
             (b"referrer-policy", b"no-referrer"),
             (b"x-content-type-options", b"nosniff"),
             (b"permissions-policy", PERMISSIONS.encode()),
