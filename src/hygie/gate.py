@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -406,8 +406,10 @@ class Door:
                 self._ok("read", Target(row.rtype, row.rid, row.patient))
         return out
 
-    def everything(self, patient_id: str, *, count: int, offset: int
-                   ) -> tuple[list[Found], int]:
+    def everything(self, patient_id: str, *, count: int, offset: int,
+                   types: Collection[str] | None = None) -> tuple[list[Found], int]:
+        """The patient's compartment (``types``: only these resource types, like
+        ``$everything?_type=``), the Patient first; one audit entry."""
         row = self.repo.current(self.conn, "Patient", patient_id)
         target = Target("Patient", patient_id, patient_id)
         if row is None or row.deleted:
@@ -415,7 +417,8 @@ class Door:
             raise self._missing("everything", target, NotFound("Patient not found"))
         decision = self._permit("everything", target)
         rows, total = self.repo.compartment(self.conn, patient_id, limit=count, offset=offset,
-                                            hide_undisclosed=self.actor.role == "patient")
+                                            hide_undisclosed=self.actor.role == "patient",
+                                            types=types)
         facts = self.facts(patient_id)
         permitted = [r for r in rows
                      if decide(self.actor, "read", self._target(r), facts).allowed]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -248,9 +249,20 @@ def check_axe(page: Any) -> None:
     assert bad == [], json.dumps(bad, indent=1)
 
 
-def screenshot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
+def screenshot(page: Any, name: str) -> bytes:
+    """Take the viewport's screenshot (checked: a PNG of the page's size); write
+    ``docs/screenshots/NAME.png`` only when ``HYGIE_SCREENSHOTS=1`` (refreshing them on purpose:
+    ordinary runs leave the tracked files alone)."""
+    png = page.screenshot(full_page=False)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "a screenshot is a PNG"
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
+    viewport = page.viewport_size
+    assert (width, height) == (viewport["width"], viewport["height"]), (width, height)
+    assert 5_000 < len(png) < 5_000_000, f"screenshot of {len(png)} bytes"
+    if os.environ.get("HYGIE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        (SCREENSHOTS / f"{name}.png").write_bytes(png)
+    return png
 
 
 def sign_in(page: Any, site: Site, username: str) -> None:

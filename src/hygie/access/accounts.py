@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select, update
 
-from hygie.access.actor import ROLES, RequestContext
+from hygie.access.actor import ROLES, Actor, RequestContext
 from hygie.access.passwords import check_password
 from hygie.crypto import (
     hash_secret,
@@ -113,12 +113,26 @@ def label(user_id: str | None) -> str:
 
 def record(conn: Connection, tenant: str, ctx: RequestContext, action: str, outcome: str, *,
            user_id: str | None, code: str | None = None, detail: str | None = None,
-           actor: str | None = None, actor_kind: str = "user") -> None:
+           actor: str | None = None, actor_kind: str = "user",
+           actor_role: str | None = None) -> None:
     """One audit entry about an account (ids and codes only, never a secret)."""
     audit.append(conn, tenant, [AuditEntry(
         actor=actor or label(user_id), actor_kind=actor_kind, action=action, outcome=outcome,
         rid=user_id, code=code, request_id=ctx.request_id, client_address=ctx.client_address,
-        detail=detail)])
+        detail=detail, actor_role=actor_role)])
+
+
+def _operator(conn: Connection, tenant: str, ctx: RequestContext | None, action: str, *,
+              user_id: str, actor: str | Actor) -> None:
+    """The audit entry of an account operation, naming who did it: an administrator signed in
+    to the web app (an :class:`Actor`: kind ``user``, role ``admin``) or the operator's CLI (a
+    label such as ``cli:user``: kind ``system``)."""
+    if isinstance(actor, Actor):
+        record(conn, tenant, ctx or RequestContext(), action, audit.SUCCESS, user_id=user_id,
+               actor=actor.label, actor_kind=actor.kind, actor_role=actor.role)
+    else:
+        record(conn, tenant, ctx or RequestContext(), action, audit.SUCCESS, user_id=user_id,
+               actor=actor, actor_kind="system")
 
 
 def _account(r: Row[Any]) -> Account:
@@ -151,9 +165,11 @@ def revoke_sessions(conn: Connection, *, user_id: str, reason: str,
 # -- operator commands --------------------------------------------------------------------------
 def add_user(*, conn: Connection, tenant: str, username: str, role: str,
              practitioner_id: str | None = None, patient_id: str | None = None,
-             activation_days: int, actor: str = CLI_ACTOR,
+             activation_days: int, actor: str | Actor = CLI_ACTOR,
              ctx: RequestContext | None = None) -> ActivationCode:
-    """Create an inactive account; returns its one-time activation code."""
+    """Create an inactive account; returns its one-time activation code.
+
+    ``actor``: who creates it, for the audit entry (an :class:`Actor`, or a CLI label)."""
     if not USERNAME.match(username):
         raise InvalidRequest("a username is 3 to 64 characters among a-z 0-9 . _ -")
     if role not in ROLES:
@@ -182,8 +198,7 @@ def add_user(*, conn: Connection, tenant: str, username: str, role: str,
         practitioner_id=practitioner_id, patient_id=patient_id, status=PENDING,
         activation_digest=code_digest(code), activation_expires_at=expires,
         activation_attempts=0, created_at=now))
-    record(conn, tenant, ctx or RequestContext(), "user-add", audit.SUCCESS, user_id=user_id,
-           actor=actor, actor_kind="system")
+    _operator(conn, tenant, ctx, "user-add", user_id=user_id, actor=actor)
     return ActivationCode(_find(conn, tenant, username), code, expires)
 
 
@@ -193,8 +208,8 @@ def list_users(*, conn: Connection, tenant: str) -> list[Account]:
     return [_account(r) for r in rows]
 
 
-def disable_user(*, conn: Connection, tenant: str, username: str, actor: str = CLI_ACTOR,
-                 ctx: RequestContext | None = None) -> Account:
+def disable_user(*, conn: Connection, tenant: str, username: str,
+                 actor: str | Actor = CLI_ACTOR, ctx: RequestContext | None = None) -> Account:
     """Disable an account: its sessions end at once and it can no longer sign in."""
     account = _find(conn, tenant, username)
     if account.status == DISABLED:
@@ -203,13 +218,13 @@ def disable_user(*, conn: Connection, tenant: str, username: str, actor: str = C
         status=DISABLED, disabled_at=now_us(), activation_digest=None,
         activation_expires_at=None))
     revoke_sessions(conn, user_id=account.id, reason="disabled")
-    record(conn, tenant, ctx or RequestContext(), "user-disable", audit.SUCCESS,
-           user_id=account.id, actor=actor, actor_kind="system")
+    _operator(conn, tenant, ctx, "user-disable", user_id=account.id, actor=actor)
     return _find(conn, tenant, username)
 
 
 def reset_mfa(*, conn: Connection, tenant: str, username: str, activation_days: int,
-              actor: str = CLI_ACTOR, ctx: RequestContext | None = None) -> ActivationCode:
+              actor: str | Actor = CLI_ACTOR, ctx: RequestContext | None = None
+              ) -> ActivationCode:
     """Forget the password, TOTP secret and recovery codes; issue a new activation code.
 
     The person enrols again (password and second factor). Their sessions end at once.
@@ -226,8 +241,7 @@ def reset_mfa(*, conn: Connection, tenant: str, username: str, activation_days: 
         activation_attempts=0, activated_at=None))
     conn.execute(delete(recovery_code).where(recovery_code.c.user_id == account.id))
     revoke_sessions(conn, user_id=account.id, reason="reset-mfa")
-    record(conn, tenant, ctx or RequestContext(), "user-reset-mfa", audit.SUCCESS,
-           user_id=account.id, actor=actor, actor_kind="system")
+    _operator(conn, tenant, ctx, "user-reset-mfa", user_id=account.id, actor=actor)
     return ActivationCode(_find(conn, tenant, username), code, expires)
 
 

@@ -11,6 +11,7 @@ another row fails to open, and that failure is an :class:`IntegrityFailure`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -153,9 +154,13 @@ class ResourceRepository:
         return key.open(row.body, self._aad(row.rtype, row.rid, row.version))
 
     def compartment(self, conn: Connection, patient_id: str, *, limit: int, offset: int,
-                    hide_undisclosed: bool = False) -> tuple[list[StoredVersion], int]:
+                    hide_undisclosed: bool = False, types: Collection[str] | None = None,
+                    ) -> tuple[list[StoredVersion], int]:
+        """A patient's current resources (``types``: only these resource types)."""
         cond = and_(resource.c.tenant == self.tenant, resource.c.patient == patient_id,
                     resource.c.current.is_(True), resource.c.deleted.is_(False))
+        if types is not None:
+            cond = and_(cond, resource.c.rtype.in_(sorted(types)))
         if hide_undisclosed:
             cond = and_(cond, resource.c.undisclosed.is_(False))
         total = conn.execute(select(func.count()).select_from(resource).where(cond)).scalar_one()

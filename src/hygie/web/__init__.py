@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, Response
 
 from hygie.errors import HygieError
-from hygie.web import account, admin, clinical, documents, pages, secretary
+from hygie.web import account, admin, clinical, documents, pages, portal, secretary
 from hygie.web.auth import SignInRequired
 from hygie.web.security import WebSecurityMiddleware, is_web_path
 from hygie.web.templating import render, static_files, translate
@@ -49,7 +49,7 @@ def install(app: FastAPI) -> None:
     app.include_router(clinical.router)  # first: /app/patients/new before /{patient_id}
     app.include_router(documents.router)
     app.include_router(pages.router)
-    for extra in (account, admin, secretary):  # sécurité panel, admin, secretary pages
+    for extra in (account, admin, secretary, portal):  # sécurité, admin, secretary, patient
         app.include_router(extra.router)
     app.add_api_route("/static/{digest}/{name:path}", static, methods=["GET"],
                       include_in_schema=False)

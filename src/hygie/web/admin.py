@@ -100,7 +100,7 @@ def account_add(request: Request, ws: Signed, form: SessionForm) -> Response:
                 conn=conn, tenant=rt.settings.tenant, username=values["username"], role=role,
                 practitioner_id=(values["link"] or None) if role == "practitioner" else None,
                 patient_id=(values["link"] or None) if role == "patient" else None,
-                activation_days=rt.settings.activation_days, actor=_actor_label(ws),
+                activation_days=rt.settings.activation_days, actor=ws.actor,
                 ctx=auth.context(request))
 
     try:
@@ -127,7 +127,7 @@ def account_disable(request: Request, username: str, ws: Signed,
     def work() -> None:
         with transaction(rt.engine) as conn:
             accounts.disable_user(conn=conn, tenant=rt.settings.tenant, username=username[:64],
-                                  actor=_actor_label(ws), ctx=auth.context(request))
+                                  actor=ws.actor, ctx=auth.context(request))
 
     try:
         work()
@@ -150,7 +150,7 @@ def account_reset_mfa(request: Request, username: str, ws: Signed,
             return accounts.reset_mfa(conn=conn, tenant=rt.settings.tenant,
                                       username=username[:64],
                                       activation_days=rt.settings.activation_days,
-                                      actor=_actor_label(ws), ctx=auth.context(request))
+                                      actor=ws.actor, ctx=auth.context(request))
 
     try:
         issued = work()

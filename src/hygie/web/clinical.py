@@ -160,21 +160,29 @@ def break_glass_until(request: Request, ws: auth.WebSession, patient_id: str) ->
 
 
 def record_extras(request: Request, ws: auth.WebSession, patient_id: str,
-                  resources: list[Found] | None) -> dict[str, Any]:
+                  resources: list[Found] | None, *, by_break_glass: bool = True
+                  ) -> dict[str, Any]:
     """What the record page shows beyond the foundation's summary: the actions, the
-    break-glass banner, the vitals charts and the documents (``None``: no clinical access)."""
+    break-glass banner, the vitals charts and the documents (``None``: no clinical access).
+
+    ``by_break_glass``: whether the gate opened the record by a break-glass grant (its audit
+    entry says so); only then is the grant's end looked up for the banner.
+    """
     from hygie.web import documents
 
     role = ws.actor.role
     lang, _remember = i18n.choose(request)
     _ = gettext(request)
+    observations = [r for r in resources or () if r.rtype == "Observation"]
+    references = [r for r in resources or () if r.rtype == "DocumentReference"]
     return {
         "patient_id": patient_id,
         "can_edit_identity": role in IDENTITY_ROLES,
         "can_write_clinical": role == "practitioner" and resources is not None,
-        "break_glass_until": break_glass_until(request, ws, patient_id),
-        "charts": charts.build(resources, _, lang) if resources is not None else [],
-        "documents": documents.listing(resources, _, lang) if resources is not None else [],
+        "break_glass_until": break_glass_until(request, ws, patient_id) if by_break_glass
+        else None,
+        "charts": charts.build(observations, _, lang) if resources is not None else [],
+        "documents": documents.listing(references, _, lang) if resources is not None else [],
     }
 
 

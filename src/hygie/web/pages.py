@@ -33,7 +33,7 @@ from hygie.errors import (
 from hygie.fhir.identifiers import INS_NIR_SYSTEM, nir_key_is_valid
 from hygie.fhir.search import SearchQuery, parse_search
 from hygie.store.db import transaction
-from hygie.web import auth, record
+from hygie.web import auth, i18n, record
 from hygie.web.security import CspReports
 from hygie.web.templating import finish, render, translate
 
@@ -387,6 +387,31 @@ def _search_error(request: Request, values: dict[str, str]) -> str | None:
 
 @router.get("/app/patients/{patient_id}")
 def patient(request: Request, patient_id: str, ws: Signed) -> Response:
+    return _record_page(request, ws, patient_id, start=0, end=record.TIMELINE_PAGE)
+
+
+@router.post("/app/patients/{patient_id}/timeline")
+async def timeline(request: Request, patient_id: str, ws: Signed,
+                   form: SessionForm) -> Response:
+    """"Voir plus": the next page of the timeline (POST: nothing of it appears in a URL).
+
+    ``shown`` is how many items the page already shows. HTMX gets the next items as a
+    fragment (appended to the list); without JavaScript the whole page comes back with the
+    longer timeline.
+    """
+    shown_text = field(form, "shown", 6)
+    shown = int(shown_text) if shown_text.isdigit() else 0
+    if request.headers.get("hx-request") == "true":
+        return await run_in_threadpool(_record_page, request, ws, patient_id, start=shown,
+                                       end=shown + record.TIMELINE_PAGE, fragment=True)
+    return await run_in_threadpool(_record_page, request, ws, patient_id, start=0,
+                                   end=shown + record.TIMELINE_PAGE)
+
+
+def _record_page(request: Request, ws: auth.WebSession, patient_id: str, *, start: int,
+                 end: int, fragment: bool = False) -> Response:
+    """The record: one gate access (``$everything`` restricted to the types the page shows,
+    the Patient included: one audit entry per view); timeline items ``[start, end)``."""
     rt = runtime(request)
     if not _ID.fullmatch(patient_id):
         return render(request, "denied.html", 404, message=translate(
@@ -394,33 +419,52 @@ def patient(request: Request, patient_id: str, ws: Signed) -> Response:
     from hygie.web import clinical  # forms, break-glass, charts, documents (clinical.py)
 
     ctx = auth.context(request)
-    try:
-        with rt.gate.open(ws.actor, ctx, readonly=True) as door:
-            found_patient = door.read("Patient", patient_id)
-    except Forbidden:
-        return clinical.denied(request, ws, patient_id)  # break-glass form for practitioners
     _ = environment_gettext(request)
     try:
         with rt.gate.open(ws.actor, ctx, readonly=True) as door:
             resources, total = door.everything(patient_id, count=rt.settings.page_size_max,
-                                               offset=0)
+                                               offset=0, types=record.SHOWN_TYPES)
+            break_glass = any(e.code == "break-glass" for e in door.entries)
     except Forbidden:
-        ident = record.identity(patient_id, orjson.loads(found_patient.body or b"{}"), _)
-        return render(request, "patient.html", identity=ident, record=None,
-                      clinical_denied=_denied_message(request, ws.actor.role),
-                      clinical=clinical.record_extras(request, ws, patient_id, None))
-    rec = record.build(found_patient, [r for r in resources if r.rtype != "Patient"], _,
-                       truncated=total > len(resources))
+        if ws.actor.role == "practitioner":
+            # The policy answers a practitioner alike for a Patient and its compartment
+            # (care relationship, consent, break-glass): the break-glass form.
+            return clinical.denied(request, ws, patient_id)
+        return _identity_only(request, ws, patient_id)
+    found_patient = resources[0] if resources and resources[0].rtype == "Patient" else None
+    if found_patient is None:
+        return clinical.not_found(request)
+    rec = record.build(found_patient, resources[1:], _, truncated=total > len(resources),
+                       start=start, end=end)
+    if fragment:
+        return render(request, "_timeline.html", record=rec, patient_id=patient_id,
+                      more_oob=True)
     return render(request, "patient.html", identity=rec.identity, record=rec,
-                  clinical_denied=None,
-                  clinical=clinical.record_extras(request, ws, patient_id, resources))
+                  clinical_denied=None, patient_id=patient_id,
+                  clinical=clinical.record_extras(request, ws, patient_id, resources,
+                                                  by_break_glass=break_glass))
+
+
+def _identity_only(request: Request, ws: auth.WebSession, patient_id: str) -> Response:
+    """Not the clinical record: the identity if the role may read it (front desk)."""
+    from hygie.web import clinical
+
+    rt = runtime(request)
+    try:
+        with rt.gate.open(ws.actor, auth.context(request), readonly=True) as door:
+            found_patient = door.read("Patient", patient_id)
+    except Forbidden:
+        return clinical.denied(request, ws, patient_id)
+    ident = record.identity(patient_id, orjson.loads(found_patient.body or b"{}"),
+                            environment_gettext(request))
+    return render(request, "patient.html", identity=ident, record=None, patient_id=patient_id,
+                  clinical_denied=_denied_message(request, ws.actor.role),
+                  clinical=clinical.record_extras(request, ws, patient_id, None))
 
 
 def environment_gettext(request: Request) -> Any:
-    def gettext(message: str) -> str:
-        return translate(request, message)
-
-    return gettext
+    """The request's gettext (its language chosen once: the record calls it per item)."""
+    return i18n.translations(i18n.choose(request)[0]).gettext
 
 
 # -- CSP reports --------------------------------------------------------------------------------

@@ -19,8 +19,14 @@ from hygie.gate import Found
 
 Tr = Callable[[str], str]
 RELIABILITY_EXT = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
-TIMELINE_LIMIT = 150
 NOTE_CHARS = 4000
+TIMELINE_PAGE = 30  # timeline items per page ("Voir plus" loads the next ones)
+# The resource types the record page shows: the gate reads only these (``$everything`` with a
+# type filter), never the rest of the compartment (Claim, ExplanationOfBenefit, Immunization,
+# Procedure, ...: about 60 % of a Synthea record's bytes).
+SHOWN_TYPES = ("Patient", "AllergyIntolerance", "Condition", "DiagnosticReport",
+               "DocumentReference", "Encounter", "MedicationRequest", "MedicationStatement",
+               "Observation")
 
 
 @dataclass
@@ -46,8 +52,10 @@ class Item:
 @dataclass
 class Record:
     identity: Identity
-    timeline: list[Item] = field(default_factory=list)
+    timeline: list[Item] = field(default_factory=list)  # one page, from timeline_start
     timeline_total: int = 0
+    timeline_start: int = 0
+    page_size: int = TIMELINE_PAGE
     conditions: list[Item] = field(default_factory=list)
     allergies: list[Item] = field(default_factory=list)
     medications: list[Item] = field(default_factory=list)
@@ -164,13 +172,21 @@ def _date(doc: dict[str, Any], *keys: str) -> str:
 
 def status_label(code: str, _: Tr) -> str:
     """French (or English) label of a FHIR status code; unknown codes are shown as they are."""
-    labels = {"active": _("actif"), "inactive": _("inactif"), "resolved": _("résolu"),
-              "remission": _("en rémission"), "recurrence": _("récidive"),
-              "relapse": _("rechute"), "stopped": _("arrêté"), "completed": _("terminé"),
-              "on-hold": _("suspendu"), "cancelled": _("annulé"),
-              "entered-in-error": _("saisi par erreur"), "high": _("criticité élevée"),
-              "low": _("criticité faible"), "unable-to-assess": _("criticité inconnue")}
-    return labels.get(code, code)
+    label = _STATUS_LABELS.get(code)
+    return _(label) if label else code
+
+
+def N_(message: str) -> str:  # noqa: N802 - gettext's marker name (extracted by pybabel)
+    return message
+
+
+_STATUS_LABELS = {
+    "active": N_("actif"), "inactive": N_("inactif"), "resolved": N_("résolu"),
+    "remission": N_("en rémission"), "recurrence": N_("récidive"), "relapse": N_("rechute"),
+    "stopped": N_("arrêté"), "completed": N_("terminé"), "on-hold": N_("suspendu"),
+    "cancelled": N_("annulé"), "entered-in-error": N_("saisi par erreur"),
+    "high": N_("criticité élevée"), "low": N_("criticité faible"),
+    "unable-to-assess": N_("criticité inconnue")}
 
 
 def item(found: Found, _: Tr) -> Item | None:
@@ -209,11 +225,16 @@ def item(found: Found, _: Tr) -> Item | None:
     return None
 
 
-def build(patient: Found, resources: list[Found], _: Tr, *, truncated: bool) -> Record:
+def build(patient: Found, resources: list[Found], _: Tr, *, truncated: bool, start: int = 0,
+          end: int = TIMELINE_PAGE) -> Record:
+    """The summary lists (allergies, problems, treatments) and the timeline items
+    ``[start, end)``, newest first (only those are rendered)."""
     doc = orjson.loads(patient.body or b"{}")
     record = Record(identity(patient.rid, doc, _), truncated=truncated)
     timeline: list[Item] = []
     for found in resources:
+        if found.rtype == "Patient":
+            continue
         it = item(found, _)
         if it is None:
             continue
@@ -228,7 +249,8 @@ def build(patient: Found, resources: list[Found], _: Tr, *, truncated: bool) -> 
     for items in (record.conditions, record.allergies, record.medications, timeline):
         items.sort(key=lambda i: i.date, reverse=True)
     record.timeline_total = len(timeline)
-    record.timeline = timeline[:TIMELINE_LIMIT]
+    record.timeline_start = max(0, min(start, len(timeline)))
+    record.timeline = timeline[record.timeline_start:max(record.timeline_start, end)]
     return record
 
 
