@@ -17,28 +17,9 @@ import typer
 
 from hygie.cli.main import DataDir, JsonOpt, _runtime, boundary, emit_json, keys_app, out
 from hygie.errors import DataDirError, KeyFailure
+from hygie.fsutil import fsync_dir, write_new
 
 ACTOR = "cli:keys"
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` (0600), never replacing an existing file; fsynced."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _refuse_existing_key_file(path: Path, hint: str = "choose another --out") -> None:
@@ -69,7 +50,7 @@ def keys_export(
         keyring = rt.gate.keys.keyring
         audit.record_system_event(rt.engine, rt.settings.tenant, "key-export", actor=ACTOR,
                                   detail=f"versions {','.join(map(str, keyring.versions))}")
-        _write_new(target, keyring.serialize().encode())
+        write_new(target, keyring.serialize().encode())
     finally:
         rt.engine.dispose()
     if json_out:
@@ -118,14 +99,14 @@ def keys_export_recovery(
     files = []
     try:
         for n in range(1, shares + 1):
-            _write_new(partial / f"share-{n}.txt", render_share_text(share_set, n).encode())
-            _write_new(partial / f"share-{n}.png", render_share_qr(share_set, n))
+            write_new(partial / f"share-{n}.txt", render_share_text(share_set, n).encode())
+            write_new(partial / f"share-{n}.png", render_share_qr(share_set, n))
             files += [f"share-{n}.txt", f"share-{n}.png"]
-        _fsync_dir(partial)
+        fsync_dir(partial)
         if target.exists():
             target.rmdir()  # empty (checked above)
         os.rename(partial, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -180,7 +161,7 @@ def keys_recover(
     if force:
         write_secret_file(target, keyring.serialize())
     else:
-        _write_new(target, keyring.serialize().encode())
+        write_new(target, keyring.serialize().encode())
     doc: dict[str, Any] = {
         "key_file": str(target), "instance_id": result.instance_id, "set": result.set_id,
         "threshold": result.threshold, "shares_used": result.used,

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hygie.fsutil import fsync_dir
 from hygie.resilience.backup import (
     MANIFEST,
     BackupError,
@@ -283,14 +284,6 @@ class PruneReport:
         }
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove(target: Path, name: str) -> None:
     """Rename the backup out of the way (atomic), then delete it."""
     if not NAME_RE.match(name):  # defence in depth: never anything but a backup
@@ -300,7 +293,7 @@ def _remove(target: Path, name: str) -> None:
         raise BackupError(f"{path} is not a backup directory; not deleted")
     doomed = target / f".{name}.pruning"
     os.rename(path, doomed)
-    _fsync_dir(target)
+    fsync_dir(target)
     shutil.rmtree(doomed)
 
 
@@ -340,7 +333,7 @@ def prune(target: Path | str, policy: Policy, *, dry_run: bool = False,
     for name in report.pruned:
         _remove(target_dir, name)
     if report.pruned:
-        _fsync_dir(target_dir)
+        fsync_dir(target_dir)
     return report
 
 
