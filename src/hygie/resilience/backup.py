@@ -19,6 +19,7 @@ The key-encryption keyring (``kek.json``) is never part of a backup.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +51,7 @@ from hygie.settings import (
     load_settings,
     resolve_data_dir,
 )
-from hygie.store.db import READONLY, make_engine
+from hygie.store.db import READONLY, WriteLock, make_engine, write_lock
 from hygie.store.keys import KeyStore
 from hygie.store.tables import kek_version
 
@@ -197,12 +199,14 @@ def create_backup(data_dir: Path | str | None, target: Path | str) -> BackupResu
             backend = rt.engine.dialect.name
             if backend == "sqlite":
                 db_part = SQLITE_PART
-                counts, kek = _sqlite_snapshot(settings.database_url, partial / db_part,
-                                               settings.tenant)
+                counts, kek, db_digest = _sqlite_snapshot(
+                    settings.database_url, partial / db_part, settings.tenant,
+                    write_lock(rt.engine))
             else:
                 db_part = PG_PART
                 counts, kek = _pg_snapshot(rt.engine, settings.database_url,
                                            partial / db_part, settings.tenant)
+                db_digest = None
             fsync_file(partial / db_part)
             write_new(partial / CONFIG_PART,
                        sanitize_config(settings.config_path.read_text()).encode())
@@ -214,7 +218,8 @@ def create_backup(data_dir: Path | str | None, target: Path | str) -> BackupResu
             write_new(partial / CHECKPOINT_PART, note.encode())
             parts = []
             for part in (db_part, CONFIG_PART, LEDGER_KEY_PART, CHECKPOINT_PART):
-                sha, size = _digest(partial / part)
+                sha, size = (db_digest if part == db_part and db_digest
+                             else _digest(partial / part))
                 parts.append({"name": part, "sha256": sha, "size": size})
             manifest = {
                 "format": FORMAT,
@@ -245,29 +250,88 @@ def create_backup(data_dir: Path | str | None, target: Path | str) -> BackupResu
     return BackupResult(final, total, sum(counts.values()), cp.size, manifest)
 
 
-def _sqlite_snapshot(url: str, dest_path: Path, tenant: str
-                     ) -> tuple[dict[str, int], dict[str, str]]:
+def _sqlite_snapshot(url: str, dest_path: Path, tenant: str, lock: WriteLock | None
+                     ) -> tuple[dict[str, int], dict[str, str], tuple[str, int] | None]:
+    """A consistent copy of the SQLite database while the server runs: counts, KEK check
+    values and, on the fast path, the copy's SHA-256 and size.
+
+    Fast path (one sequential read of the file, hashed as it is written): under Hygie's write
+    lock the WAL is checkpointed to empty and a read transaction starts; the lock is then
+    released. A reader that started on a fully checkpointed WAL reads the database file alone
+    and holds SQLite's WAL read-lock 0, which keeps every checkpoint from writing into the file
+    until it ends: writers go on (into the WAL) while the file is copied byte for byte, and
+    the counts come from the same snapshot. If the WAL could not be emptied (a writer outside
+    Hygie's lock), SQLite's online backup API copies page by page instead.
+    """
     src_path = make_url(url).database
     if not src_path:
         raise BackupError("the SQLite database is not a file")
-    src = sqlite3.connect(src_path, timeout=30)
-    dest = sqlite3.connect(dest_path)
+    src = sqlite3.connect(src_path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
-        src.backup(dest)
-        dest.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-        # NOT INDEXED: one sequential scan; through an index, every row is a random lookup
-        # (1,000,000 resources: 1-2 s instead of 3-20 s, bench/bench_backup.py).
-        counts = {str(r[0]): int(r[1]) for r in dest.execute(
-            COUNT_SQL.replace(":t", "?").replace("FROM resource", "FROM resource NOT INDEXED"),
-            (tenant,))}
-        kek = _kek_checks(dest.execute(
-            "SELECT version, check_value FROM kek_version WHERE retired_at IS NULL"))
+        with lock.held() if lock else contextlib.nullcontext():
+            busy, frames, _ = src.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            src.execute("BEGIN")
+            src.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot
+        wal = Path(src_path + "-wal")
+        if busy == 0 and frames == 0 and (not wal.exists() or wal.stat().st_size == 0):
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                counted = pool.submit(_sqlite_counts, src, tenant)
+                digest = _copy_rollback_mode(Path(src_path), dest_path)
+                counts, kek = counted.result()
+            src.execute("COMMIT")
+            return counts, kek, digest
+        src.execute("COMMIT")
+        dest = sqlite3.connect(dest_path)
+        try:
+            src.backup(dest)
+            dest.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            counts, kek = _sqlite_counts(dest, tenant)
+        finally:
+            dest.close()
     finally:
-        dest.close()
         src.close()
     for extra in dest_path.parent.glob(dest_path.name + "-*"):
         extra.unlink()
+    return counts, kek, None
+
+
+def _sqlite_counts(conn: sqlite3.Connection, tenant: str
+                   ) -> tuple[dict[str, int], dict[str, str]]:
+    # NOT INDEXED: one sequential scan; through an index, every row is a random lookup
+    # (1,000,000 resources: 1-2 s instead of 3-20 s, bench/bench_backup.py).
+    counts = {str(r[0]): int(r[1]) for r in conn.execute(
+        COUNT_SQL.replace(":t", "?").replace("FROM resource", "FROM resource NOT INDEXED"),
+        (tenant,))}
+    kek = _kek_checks(conn.execute(
+        "SELECT version, check_value FROM kek_version WHERE retired_at IS NULL"))
     return counts, kek
+
+
+def _copy_rollback_mode(src: Path, dest: Path) -> tuple[str, int]:
+    """Copy a SQLite file into a new file, hashing as it goes; the copy's header says
+    rollback-journal mode (bytes 18-19 = 1, as ``PRAGMA journal_mode=DELETE`` writes them), so
+    it is one self-contained file that never looks for a WAL."""
+    h = hashlib.sha256()
+    size = 0
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with src.open("rb") as f:
+            first = True
+            while chunk := f.read(8 << 20):
+                if first:
+                    if len(chunk) < 100 or chunk[:16] != b"SQLite format 3\x00":
+                        raise BackupError("the SQLite database file is damaged (no header)")
+                    chunk = chunk[:18] + b"\x01\x01" + chunk[20:]
+                    first = False
+                h.update(chunk)
+                size += len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return h.hexdigest(), size
 
 
 def _pg_snapshot(engine: Engine, url: str, dest_path: Path, tenant: str
