@@ -311,12 +311,18 @@ def _copy_rollback_mode(src: Path, dest: Path) -> tuple[str, int]:
     """Copy a SQLite file into a new file, hashing as it goes; the copy's header says
     rollback-journal mode (bytes 18-19 = 1, as ``PRAGMA journal_mode=DELETE`` writes them), so
     it is one self-contained file that never looks for a WAL."""
+    return _copy_hashed(src, dest, rollback_mode=True)
+
+
+def _copy_hashed(src: Path, dest: Path, *, rollback_mode: bool = False) -> tuple[str, int]:
+    """Copy ``src`` into the new file ``dest`` (0600, fsynced) in one pass, hashing what is
+    written: the SHA-256 and size of the copy."""
     h = hashlib.sha256()
     size = 0
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with src.open("rb") as f:
-            first = True
+            first = rollback_mode
             while chunk := f.read(8 << 20):
                 if first:
                     if len(chunk) < 100 or chunk[:16] != b"SQLite format 3\x00":
@@ -541,8 +547,11 @@ def restore_with_keyring(backup: Path | str, data_dir: Path | str, key_text: str
         parts = {p["name"] for p in manifest["parts"]}
         if backend == "sqlite":
             db_file = tmp / DB_FILE_NAME
-            shutil.copyfile(src / SQLITE_PART, db_file)
-            fsync_file(db_file)
+            # Hashed as copied: a part swapped after verify_backup read it is refused too.
+            copied = _copy_hashed(src / SQLITE_PART, db_file)
+            expected = next(p for p in manifest["parts"] if p["name"] == SQLITE_PART)
+            if copied != (expected["sha256"], expected["size"]):
+                raise BackupError(f"{SQLITE_PART}: changed while it was being restored")
             check_url = f"sqlite:///{db_file}"
         else:
             if PG_PART not in parts:
