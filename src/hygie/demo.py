@@ -31,11 +31,11 @@ from urllib.parse import parse_qs, urlparse
 from hygie.access import accounts
 from hygie.access.actor import Actor, RequestContext
 from hygie.access.clients import create_client
-from hygie.api.app import open_runtime
 from hygie.crypto import totp_at
 from hygie.crypto.keyring import write_secret_file
 from hygie.fhir.search import SearchQuery
 from hygie.records.importer import run_import
+from hygie.runtime import open_runtime
 from hygie.settings import load_settings
 from hygie.store.db import transaction
 

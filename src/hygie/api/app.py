@@ -15,32 +15,12 @@ from hygie.api import ledger as ledger_routes
 from hygie.api.middleware import HygieMiddleware
 from hygie.api.state import Runtime
 from hygie.crypto import Keyring
-from hygie.errors import ConfigError
+from hygie.crypto.secrets import warm_up as secrets_warm_up
 from hygie.fhir.validation import warm_up
-from hygie.gate import Gate
-from hygie.ledger.log import Ledger, load_key
+from hygie.runtime import open_runtime
 from hygie.settings import Settings
-from hygie.store.db import current_revision, head_revision, make_engine, transaction
 
 log = logging.getLogger("hygie")
-
-
-def open_runtime(settings: Settings, keyring: Keyring | None = None) -> Runtime:
-    """Engine, keyring check and gate for an instance (shared by the API and the CLI)."""
-    engine = make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
-    revision = current_revision(engine)
-    if revision != head_revision():
-        engine.dispose()
-        raise ConfigError("the database schema is not initialised or not up to date "
-                          "(run 'hygie init' for a new instance)")
-    keyring = keyring or Keyring.load(settings.key_source)
-    gate = Gate(engine, keyring, settings.tenant,
-                break_glass_seconds=settings.break_glass_seconds)
-    with transaction(engine) as conn:
-        gate.keys.verify_keyring(conn)
-        gate.keys.indexer(conn)
-    ledger = Ledger(engine, settings.tenant, load_key(settings.data_dir))
-    return Runtime(settings=settings, engine=engine, gate=gate, ledger=ledger)
 
 
 @asynccontextmanager
@@ -69,6 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings, *, keyring: Keyring | None = None) -> FastAPI:
     runtime = open_runtime(settings, keyring)
     warm_up()  # load the FHIR models now, not on the first request
+    secrets_warm_up()  # the unknown-user dummy hash, before the first sign-in
     app = FastAPI(title="Hygie", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", lifespan=lifespan)
     app.state.runtime = runtime

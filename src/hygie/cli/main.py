@@ -76,7 +76,7 @@ def emit_json(doc: Any) -> None:
 
 
 def _runtime(data_dir: Path | None) -> Any:
-    from hygie.api.app import open_runtime
+    from hygie.runtime import open_runtime
     from hygie.settings import load_settings
 
     return open_runtime(load_settings(data_dir))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from functools import cache
 from hashlib import sha256
 
 from argon2 import PasswordHasher
@@ -11,9 +12,20 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 # argon2id with the RFC 9106 "low memory" profile (argon2-cffi's default).
 _HASHER = PasswordHasher()
-# A hash of a random value, verified against when the account or client is unknown, so an
-# unknown name costs the same as a wrong secret (no timing oracle).
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(32))
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash of a random value, verified against when the account or client is unknown, so an
+    unknown name costs the same as a wrong secret (no timing oracle). Made on first use: every
+    process importing ``hygie.crypto`` (each CLI command) would otherwise pay one argon2 hash."""
+    return _HASHER.hash(secrets.token_urlsafe(32))
+
+
+def warm_up() -> None:
+    """Make the dummy hash now (the server calls this at start-up, so that not even the first
+    sign-in with an unknown name takes longer than the others)."""
+    _dummy_hash()
 
 
 def hash_secret(secret: str) -> str:
@@ -25,7 +37,7 @@ def verify_secret(stored_hash: str | None, secret: str) -> bool:
     """True when ``secret`` matches ``stored_hash``. ``None`` burns the same time and fails."""
     try:
         if stored_hash is None:
-            _HASHER.verify(_DUMMY_HASH, secret)
+            _HASHER.verify(_dummy_hash(), secret)
             return False
         return _HASHER.verify(stored_hash, secret)
     except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -175,7 +175,7 @@ class BackupResult:
 
 def create_backup(data_dir: Path | str | None, target: Path | str) -> BackupResult:
     """Snapshot the instance at ``data_dir`` into a new directory under ``target``."""
-    from hygie.api.app import open_runtime
+    from hygie.runtime import open_runtime
 
     settings = load_settings(data_dir)
     rt = open_runtime(settings)

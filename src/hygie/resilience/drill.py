@@ -270,7 +270,7 @@ def _pick_sample(conn: Any, tenant: str, patients: int, resources: int
 def _check_sample(data_dir: Path, report: DrillReport) -> bool:
     """Read a sample through the restored instance's gate (its reads go to its own ledger)."""
     from hygie.access.actor import Actor
-    from hygie.api.app import open_runtime
+    from hygie.runtime import open_runtime
 
     rt = open_runtime(load_settings(data_dir))
     try:
