@@ -7,7 +7,9 @@ PostgreSQL in a new database on 127.0.0.1:5432, dropped at the end):
    appender (``gate.appender.append``: the caller that finds no commit running commits the
    queue itself) for a fixed time: entries durably committed per second and the mean batch
    size; against the same 16 threads writing one entry per own transaction
-   (``audit.append`` in ``transaction(engine)``, the plain per-request audit write).
+   (``audit.append`` in ``transaction(engine)``, the plain per-request audit write). Entries
+   take their ids from pools made beforehand; ``appends_fresh_ids_per_s`` is the group
+   commit again with a uuid4 and 16 random bytes made per entry (as earlier runs did).
 2. ``read_ratio``: reads through the gate, 16 threads, ``gate.open(actor, ctx, readonly=True)``
    (group-committed audit, a background thread calling ``ledger.checkpoint()`` every second)
    against ``gate.open(actor, ctx)`` (audit entry in the read's own transaction, no
@@ -16,7 +18,9 @@ PostgreSQL in a new database on 127.0.0.1:5432, dropped at the end):
    separates what group commit and what checkpointing cost.
 3. At N audit entries (default 1,000,000; ``--quick`` 50,000): insert N rows (executemany,
    10,000 a transaction), then time ``ledger.integrate()``, ``ledger.checkpoint()``,
-   ``verify_instance`` (must be ok), the process RSS after the levels are built, and 1,000
+   ``verify_instance`` as the CLI runs it (worker processes) and in one process (both must
+   be ok; wall time, and CPU of this process plus its workers), the process RSS after the
+   levels are built, and 1,000
    random inclusion and consistency proofs (``ledger.inclusion`` / ``ledger.consistency``,
    each verified) at that size.
 
@@ -78,6 +82,7 @@ from hygie.store.db import now_us, transaction
 NAME = "ledger"
 THREADS = 16
 INSERT_BATCH = 10_000
+ID_POOL = 4096  # pre-made resource / request ids per appending client
 PATIENTS = 200
 PG_TIME_LIMIT_S = 240  # the N-entry phase on PostgreSQL should stay under 4 minutes
 
@@ -95,6 +100,12 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
+
+
+def children_cpu_s() -> float:
+    """CPU (user + system) of this process's children that have ended (verify's workers)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -222,7 +233,22 @@ def bench_appends(rt: Runtime, *, rounds: int, duration: float, warmup: float
     actors = [f"user:{uuid.uuid4()}" for _ in range(THREADS)]
     patient = [str(uuid.uuid4()) for _ in range(THREADS)]
 
+    # Each client's resource and request ids are drawn from a pool made beforehand: making a
+    # uuid4 and 16 random bytes per append (as earlier runs did) costs the clients
+    # ~10 us and two GIL hand-offs (os.urandom releases the GIL) per entry, a third of the
+    # CPU per append; that is the load generator's work, reported apart (appends_fresh_ids).
+    rids = [[str(uuid.uuid4()) for _ in range(ID_POOL)] for _ in range(THREADS)]
+    reqs = [[os.urandom(16).hex() for _ in range(ID_POOL)] for _ in range(THREADS)]
+    turn = [0] * THREADS
+
     def entry(i: int) -> AuditEntry:
+        k = turn[i] = (turn[i] + 1) % ID_POOL
+        return AuditEntry(actor=actors[i], actor_kind="user", actor_role="practitioner",
+                          action="read", outcome=audit.SUCCESS, rtype="Observation",
+                          rid=rids[i][k], patient=patient[i], request_id=reqs[i][k],
+                          client_address="127.0.0.1")
+
+    def fresh_entry(i: int) -> AuditEntry:
         return AuditEntry(actor=actors[i], actor_kind="user", actor_role="practitioner",
                           action="read", outcome=audit.SUCCESS, rtype="Observation",
                           rid=str(uuid.uuid4()), patient=patient[i],
@@ -231,11 +257,14 @@ def bench_appends(rt: Runtime, *, rounds: int, duration: float, warmup: float
     def group(i: int, _rng: random.Random) -> None:
         appender.append([entry(i)])
 
+    def group_fresh(i: int, _rng: random.Random) -> None:
+        appender.append([fresh_entry(i)])
+
     def plain(i: int, _rng: random.Random) -> None:
         with transaction(engine) as conn:
             audit.append(conn, tenant, [entry(i)])
 
-    totals = {"group": [0, 0.0, 0, 0.0], "plain": [0, 0.0, 0, 0.0]}
+    totals = {"group": [0, 0.0, 0, 0.0], "fresh": [0, 0.0, 0, 0.0], "plain": [0, 0.0, 0, 0.0]}
     batch = {"appended": 0, "batches": 0}
     snap: dict[str, int] = {}
     error_types: Counter[str] = Counter()
@@ -248,7 +277,7 @@ def bench_appends(rt: Runtime, *, rounds: int, duration: float, warmup: float
         batch["batches"] += appender.batches - snap["batches"]
 
     for _ in range(rounds):
-        for mode, op in (("group", group), ("plain", plain)):
+        for mode, op in (("group", group), ("fresh", group_fresh), ("plain", plain)):
             r = closed_loop(op, threads=THREADS, warmup=warmup, duration=duration,
                             on_start=start if mode == "group" else None,
                             on_end=end if mode == "group" else None)
@@ -258,9 +287,12 @@ def bench_appends(rt: Runtime, *, rounds: int, duration: float, warmup: float
             totals[mode][3] += r["cpu_s"]
             error_types.update(r["error_types"])
     group_rate = totals["group"][0] / totals["group"][1]
+    fresh_rate = totals["fresh"][0] / totals["fresh"][1]
     plain_rate = totals["plain"][0] / totals["plain"][1]
     return {
         "appends_per_s": round(group_rate, 1),
+        "appends_fresh_ids_per_s": round(fresh_rate, 1),
+        "appends_fresh_ids_cpu_ms": _per(totals["fresh"][3], totals["fresh"][0]),
         "appends_batch_mean": round(batch["appended"] / batch["batches"], 1)
         if batch["batches"] else None,
         "appends_plain_per_s": round(plain_rate, 1),
@@ -268,7 +300,7 @@ def bench_appends(rt: Runtime, *, rounds: int, duration: float, warmup: float
         # CPU of this process (all threads) per entry: Python holds one core at most
         "appends_cpu_ms": _per(totals["group"][3], totals["group"][0]),
         "appends_plain_cpu_ms": _per(totals["plain"][3], totals["plain"][0]),
-        "appends_errors": int(totals["group"][2] + totals["plain"][2]),
+        "appends_errors": int(totals["group"][2] + totals["fresh"][2] + totals["plain"][2]),
         "appends_error_types": dict(error_types),
     }
 
@@ -423,13 +455,25 @@ def bench_size(rt: Runtime, n: int, proofs: int, seed: int) -> dict[str, Any]:
     del cold
     gc.collect()
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    report = verify_instance(engine, ledger.signer.verifier(), ledger.origin)
-    out[f"verify_{label}_s"] = round(time.perf_counter() - t0, 2)
-    # CPU of this process (all its threads; the database's own work on PostgreSQL is not in
-    # it): on a machine shared with other work, the wall time above exceeds it
-    out[f"verify_{label}_cpu_s"] = round(time.process_time() - c0, 2)
-    out["verify_ok"] = bool(report.ok and report.entries == n)
+    # verify as `hygie ledger verify` runs it (worker processes from 131,072 entries), then in
+    # one process (workers=1), in the same run
+    reports = []
+    for suffix, workers in (("", None), ("_one_process", 1)):
+        t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu_s()
+        report = verify_instance(engine, ledger.signer.verifier(), ledger.origin,
+                                 workers=workers)
+        out[f"verify_{label}{suffix}_s"] = round(time.perf_counter() - t0, 2)
+        # CPU of this process (all its threads) and of its worker processes (the database's
+        # own work on PostgreSQL is not in it): on a machine shared with other work, the wall
+        # time above exceeds what the CPU alone would take
+        cpu, kids = time.process_time() - c0, children_cpu_s() - k0
+        out[f"verify_{label}{suffix}_cpu_s"] = round(cpu + kids, 2)
+        if not suffix:
+            out[f"verify_{label}_workers_cpu_s"] = round(kids, 2)
+            out[f"verify_{label}_worker_ranges"] = report.worker_ranges
+        reports.append(report)
+    out["verify_ok"] = all(r.ok and r.entries == n for r in reports) \
+        and reports[0].root == reports[1].root
     if not out["verify_ok"]:
         raise SystemExit(f"bench_ledger: verify_instance failed ({len(report.problems)} "
                          "problem(s))")

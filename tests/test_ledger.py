@@ -354,3 +354,179 @@ def test_group_commit_fails_closed_for_every_waiter(instance: Instance) -> None:
         assert list(pool.map(attempt, range(40))) == ["recorded"] * 40
     assert appender.appended == before + 40
     rt.engine.dispose()
+
+
+def _moved_leaf(instance: Instance, index: int | None) -> Any:
+    """Move leaf ``index`` (None: the last one) past the end of the leaf table, then record
+    new audit entries that ``ledger verify`` sequences before it checks."""
+    from hygie.ledger.audit import AuditEntry
+
+    engine = engine_of(instance)
+    with engine.begin() as conn:
+        last = conn.execute(select(ledger_leaf.c.idx).order_by(ledger_leaf.c.idx.desc())
+                            .limit(1)).scalar_one()
+        moved = last if index is None else index
+        conn.execute(update(ledger_leaf).where(ledger_leaf.c.idx == moved)
+                     .values(idx=last + 5))
+    rt = open_runtime(instance.settings)
+    for i in range(3):
+        rt.gate.appender.append([AuditEntry(actor="client:x", actor_kind="client",
+                                            action="read", outcome="success",
+                                            request_id=f"after-{i}")])
+    rt.engine.dispose()
+    engine.dispose()
+    return moved
+
+
+@pytest.mark.parametrize("which", ["middle", "last"])
+def test_moved_leaf_is_reported_as_tampering(populated: Instance, which: str) -> None:
+    """A leaf moved to a larger index: sequencing new entries after it collides with existing
+    leaves; verify reports the tampering (exit 1, the first bad entry), not an internal
+    error (exit 70)."""
+    moved = _moved_leaf(populated, 12 if which == "middle" else None)
+    result = verify(populated)
+    assert result.exit_code == 1, result.output
+    assert f"entry {moved}: missing from the ledger" in result.output
+    assert "unexpected" not in result.output and "Traceback" not in result.output
+    doc = json.loads(result.stdout)
+    assert not doc["ok"] and doc["entries"] == moved
+    plain = cli("ledger", "verify", "--data-dir", str(populated.data_dir))
+    assert plain.exit_code == 1 and f"entry {moved}" in plain.output
+
+
+def test_entries_needing_escapes_are_sequenced_and_verified(instance: Instance) -> None:
+    """Entries whose leaf is not built by the database (non-ASCII, a quote, a backslash)
+    are encoded in Python, by the sequencer and by verify, in their read transaction."""
+    from hygie.ledger.audit import AuditEntry
+
+    rt = open_runtime(instance.settings)
+    rt.gate.appender.append([AuditEntry(actor=actor, actor_kind="client", action="read",
+                                        outcome="success", request_id=f"r-{i}")
+                             for i, actor in enumerate(["client:é", 'client:"q"',
+                                                        "client:a\\b", "client:plain"])])
+    size = rt.ledger.integrate()
+    rt.ledger.checkpoint()
+    rt.engine.dispose()
+    result = verify(instance)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["entries"] == size
+
+
+# -- verification in worker processes ----------------------------------------------------------
+def _log_of_300(instance: Instance) -> None:
+    """300 entries with checkpoints at sizes falling inside several ranges of 16 leaves."""
+    from hygie.ledger.audit import AuditEntry
+
+    rt = open_runtime(instance.settings)
+    total = rt.ledger.integrate()
+    for size in (50, 64, 131, 300):
+        rt.gate.appender.append([AuditEntry(actor=f"client:c{i % 7}", actor_kind="client",
+                                            action="read", outcome="success", rtype="Patient",
+                                            rid=f"p{i}", request_id=f"req-{i}",
+                                            actor_role=None if i % 3 else "practitioner")
+                                 for i in range(total, size)])
+        total = size
+        rt.ledger.checkpoint()
+    rt.engine.dispose()
+
+
+def _swap_leaf_seqs(conn: Any, a: int, b: int) -> None:
+    """Leaves a and b exchange their audit seqs and hashes: each still matches its row, but
+    the leaf order no longer follows the audit order."""
+    ra = conn.execute(select(ledger_leaf).where(ledger_leaf.c.idx == a)).one()
+    rb = conn.execute(select(ledger_leaf).where(ledger_leaf.c.idx == b)).one()
+    conn.execute(delete(ledger_leaf).where(ledger_leaf.c.idx.in_([a, b])))
+    conn.execute(ledger_leaf.insert().values(idx=a, seq=rb.seq, hash=rb.hash))
+    conn.execute(ledger_leaf.insert().values(idx=b, seq=ra.seq, hash=ra.hash))
+
+
+def _seq_at(conn: Any, index: int) -> int:
+    return int(conn.execute(select(ledger_leaf.c.seq).where(ledger_leaf.c.idx == index))
+               .scalar_one())
+
+
+TAMPERINGS: dict[str, Any] = {
+    "none": lambda conn: None,
+    "deleted at a range start": lambda conn: conn.execute(
+        delete(audit_event).where(audit_event.c.seq == _seq_at(conn, 64))),
+    "edited": lambda conn: conn.execute(
+        update(audit_event).where(audit_event.c.seq == _seq_at(conn, 70))
+        .values(actor="client:other")),
+    "edited in the last range": lambda conn: conn.execute(
+        update(audit_event).where(audit_event.c.seq == _seq_at(conn, 299))
+        .values(outcome="denied")),
+    "reordered across ranges": lambda conn: _swap_leaf_seqs(conn, 63, 64),
+    "reordered within a range": lambda conn: _swap_leaf_seqs(conn, 100, 101),
+    "gap inside a range": lambda conn: conn.execute(
+        delete(ledger_leaf).where(ledger_leaf.c.idx == 40)),
+    "gap at a range end": lambda conn: conn.execute(
+        delete(ledger_leaf).where(ledger_leaf.c.idx == 47)),
+    "first leaf gone": lambda conn: conn.execute(
+        delete(ledger_leaf).where(ledger_leaf.c.idx == 0)),
+    "truncated": lambda conn: conn.execute(delete(ledger_leaf).where(ledger_leaf.c.idx >= 100)),
+    "leaf hash changed": lambda conn: conn.execute(
+        update(ledger_leaf).where(ledger_leaf.c.idx == 200).values(hash=b"\x07" * 32)),
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERINGS))
+def test_parallel_verify_finds_what_one_process_finds(instance: Instance, tampering: str
+                                                      ) -> None:
+    """Ranges of 16 leaves checked by 2 worker processes (each with its own connection; on
+    PostgreSQL in the caller's exported snapshot) give the same report as one process: the
+    same size, root and checkpoints, and the same first bad entry, whatever was tampered."""
+    from hygie.ledger.verify import verify_instance
+
+    _log_of_300(instance)
+    engine = engine_of(instance)
+    with engine.begin() as conn:
+        TAMPERINGS[tampering](conn)
+    rt = open_runtime(instance.settings)
+    args = (rt.engine, rt.ledger.signer.verifier(), rt.ledger.origin)
+    one = verify_instance(*args)
+    two = verify_instance(*args, workers=2, span=16)
+    rt.engine.dispose()
+    engine.dispose()
+    assert one.worker_ranges == 0
+    assert two.worker_ranges >= 1 or tampering == "first leaf gone"  # found before any range
+    assert (two.ok, two.entries, two.root, two.checkpoints, two.problems) == \
+        (one.ok, one.entries, one.root, one.checkpoints, one.problems)
+    assert one.ok == (tampering == "none") and one.checkpoints == 4
+    if tampering == "none":
+        assert one.entries == 300 and not one.problems and two.worker_ranges == 19
+
+
+@pytest.mark.parametrize("sequenced", [True, False])
+def test_undecodable_entry_is_reported_as_tampering(populated: Instance, sequenced: bool
+                                                    ) -> None:
+    """An audit column altered to bytes that are not UTF-8 (SQLite stores them as text; on
+    PostgreSQL, which refuses them, to another value): verify names the entry, whether it
+    was sequenced already (its leaf no longer matches) or not yet (it cannot be made into a
+    leaf: sequencing stops, and verify still reports instead of failing internally)."""
+    from sqlalchemy import text
+
+    from hygie.ledger.audit import AuditEntry
+
+    engine = engine_of(populated)
+    if sequenced:
+        seq = _seq(engine, 15)
+    else:
+        rt = open_runtime(populated.settings)
+        rt.gate.appender.append([AuditEntry(actor="client:x", actor_kind="client",
+                                            action="read", outcome="success")])
+        rt.engine.dispose()
+        with engine.connect() as conn:
+            seq = int(conn.execute(select(audit_event.c.seq).order_by(audit_event.c.seq.desc())
+                                   .limit(1)).scalar_one())
+    bad = "CAST(x'c3ff' AS TEXT)" if populated.backend == "sqlite" else "'client:y'"
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE audit_event SET actor = {bad} WHERE seq = :s"), {"s": seq})
+    engine.dispose()
+    result = verify(populated)
+    assert "unexpected" not in result.output and "Traceback" not in result.output
+    if sequenced or populated.backend == "sqlite":
+        assert result.exit_code == 1, result.output
+        expected = "entry 15 (audit seq" if sequenced else f"audit seq {seq}"
+        assert expected in result.output and "altered" in result.output
+    else:  # altered before it was sequenced, to a valid value: sequenced as it now is
+        assert result.exit_code == 0, result.output

@@ -60,7 +60,7 @@ def test_database_built_leaves_equal_leaf_bytes(instance: Any) -> None:
     from hygie.api.app import open_runtime
     from hygie.ledger import audit
     from hygie.ledger.audit import AuditEntry
-    from hygie.ledger.log import leaf_bytes_of, leaf_from_sql, sql
+    from hygie.ledger.log import leaf_bytes_of, leaf_from_sql, leaf_input_sql, sql
     from hygie.store.db import transaction
 
     rng = random.Random(8785)
@@ -85,15 +85,31 @@ def test_database_built_leaves_equal_leaf_bytes(instance: Any) -> None:
         fast = 0
         with transaction(rt.engine, readonly=True) as conn:
             rows = conn.exec_driver_sql(sql(conn, "audit_after"), (-1, 10_000)).all()
-            cols = {r[0]: r for r in conn.exec_driver_sql(sql(conn, "audit_row").replace(
-                "a.seq = ?" if conn.dialect.name == "sqlite" else "a.seq = %s", "a.seq > -1"))}
-            for seq, at, text in rows:
+            # (SQLite hands the text columns, and the JSON, over as UTF-8 bytes)
+            cols = {r[0]: tuple(v.decode() if isinstance(v, bytes) else v for v in r)
+                    for r in conn.exec_driver_sql(sql(conn, "audit_row").replace(
+                        "a.seq = ?" if conn.dialect.name == "sqlite" else "a.seq = %s",
+                        "a.seq > -1"))}
+            for seq, at, raw in rows:
+                text = raw if isinstance(raw, str) else bytes(raw).decode()
                 expected = leaf_bytes_of(*cols[seq])
                 assert expected == bytes(rfc8785.dumps(leaf_entry(SimpleNamespace(
                     **dict(zip(LEAF_COLUMNS, cols[seq], strict=True))))))
-                assert leaf_from_sql(conn, seq, at, text) == expected
+                assert leaf_from_sql(conn, seq, at, raw) == expected
                 if text.isascii() and "\\" not in text:  # the fast path
                     fast += 1
+            # what verify hashes: 0x00 || the same JSON, built by the database as bytes; taken
+            # under the same rule (ASCII, no backslash), where it is 0x00 || the JCS bytes
+            inputs = conn.exec_driver_sql(
+                f"SELECT a.seq, {leaf_input_sql(conn.dialect.name)} FROM audit_event a").all()
+            taken = 0
+            for seq, data in inputs:
+                data = bytes(data)
+                assert data[:1] == b"\x00"
+                if data.isascii() and b"\\" not in data:
+                    assert data[1:] == leaf_bytes_of(*cols[seq])
+                    taken += 1
         assert len(rows) >= 300 and 0 < fast < len(rows)  # both paths were taken
+        assert len(inputs) == len(rows) and taken == fast
     finally:
         rt.engine.dispose()

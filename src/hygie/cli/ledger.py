@@ -27,11 +27,18 @@ def checkpoint(data_dir: DataDir = None) -> None:
 @boundary
 def verify(data_dir: DataDir = None, json_out: JsonOpt = False) -> None:
     """Recompute every entry, the tree and every checkpoint; name the first bad entry."""
+    from hygie.errors import IntegrityFailure
     from hygie.ledger.verify import verify_instance
 
     rt = _runtime(data_dir)
-    rt.ledger.integrate()
+    sequencing: str | None = None
+    try:
+        rt.ledger.integrate()  # so that entries not yet sequenced are verified too
+    except IntegrityFailure as exc:  # tampered: verify names the first bad entry below
+        sequencing = exc.message
     report = verify_instance(rt.engine, rt.ledger.signer.verifier(), rt.ledger.origin)
+    if sequencing is not None and report.ok:
+        report.fail(sequencing)
     if json_out:
         emit_json({"ok": report.ok, "entries": report.entries,
                    "checkpoints": report.checkpoints, "root": report.root,

@@ -47,6 +47,7 @@ __all__ = [
     "inclusion_proof",
     "leaf_hash",
     "leaf_hashes",
+    "leaf_hashes_of_inputs",
     "node_hash",
     "root_from_leaf_hashes",
     "subtree_root",
@@ -82,6 +83,13 @@ def leaf_hashes(entries: Iterable[bytes]) -> list[bytes]:
     """:func:`leaf_hash` of each entry, in one pass (for bulk recomputation)."""
     sha = _sha256
     return [sha(_LEAF_PREFIX + d).digest() for d in entries]
+
+
+def leaf_hashes_of_inputs(inputs: Iterable[bytes]) -> list[bytes]:
+    """SHA-256 of each input, which is already ``0x00 || entry`` (the bytes a leaf hash is
+    taken of, e.g. as built by a database): :func:`leaf_hashes` without the prefixing."""
+    sha = _sha256
+    return [sha(d).digest() for d in inputs]
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:

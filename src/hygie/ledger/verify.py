@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import base64
 import json
-import operator
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, suppress
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,17 +23,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from hygie.ledger.checkpoint import open_checkpoint
-from hygie.ledger.log import dbapi_cursor, leaf_from_sql, leaf_json_sql
-from hygie.ledger.merkle import (
-    EMPTY_ROOT,
-    MerkleLevels,
-    _hash_children,
-    leaf_hash,
-    leaf_hashes,
-    root_from_leaf_hashes,
-    verify_consistency,
-)
+from hygie.ledger.log import dbapi_cursor
+from hygie.ledger.merkle import EMPTY_ROOT, _hash_children, verify_consistency
 from hygie.ledger.note import NoteError, Verifier
+from hygie.ledger.ranges import CHUNK, Range, check_range, connect, in_snapshot, mark, run_ranges
 from hygie.store.db import transaction
 from hygie.store.tables import ledger_checkpoint
 
@@ -47,53 +38,91 @@ class Report:
     checkpoints: int = 0
     root: str = ""
     problems: list[str] = field(default_factory=list)
+    worker_ranges: int = 0  # ranges of leaves checked in worker processes
 
     def fail(self, problem: str) -> None:
         self.ok = False
         self.problems.append(problem)
 
 
-# Every leaf joined to its audit row (NULL columns when the row is gone), in leaf order.
-# (The leaf's JSON is built by the database, see hygie.ledger.log.leaf_from_sql.)
-_LEAVES = ("SELECT l.idx, l.seq, l.hash, a.seq, a.at, {json} FROM ledger_leaf l "
-           "LEFT JOIN audit_event a ON a.seq = l.seq ORDER BY l.idx")
 # The first audit row inside sequenced history that has no leaf.
 _INSERTED = ("SELECT min(a.seq) FROM audit_event a WHERE a.seq < {m} AND NOT EXISTS "
              "(SELECT 1 FROM ledger_leaf l WHERE l.seq = a.seq)")
-_CHUNK = 16_384  # a power of two: each full chunk is one perfect subtree of the tree
-_SAFE_INT = 2**53
+_BOUNDS = "SELECT min(idx), max(idx) FROM ledger_leaf"
+PARALLEL_MIN = 131_072  # fewer entries: one process (starting workers would cost more)
+_MAX_WORKERS = 8
 
-
-def verify_instance(engine: Engine, verifier: Verifier, origin: str) -> Report:
+def verify_instance(engine: Engine, verifier: Verifier, origin: str, *,
+                    workers: int | None = None, span: int | None = None) -> Report:
     """Recompute every leaf and the tree from the database; check the checkpoints.
 
-    Streams the leaves joined to their audit rows through the driver's cursor in chunks
-    (tuples; a server-side cursor on PostgreSQL) and keeps only the frontier of the tree
-    (O(log n) memory): the root at each checkpoint's size is taken as the stream passes it.
+    The leaves joined to their audit rows are streamed through the driver's cursor in chunks
+    (tuples; a server-side cursor on PostgreSQL), keeping only the frontier of the tree
+    (O(log n) memory); the root at each checkpoint's size is taken as the stream passes it.
     Successive checkpoints whose roots both match are consistent by construction (both are
     roots of prefixes of the same verified leaves), so no proof is needed between them.
+
+    From :data:`PARALLEL_MIN` leaves, ``workers`` processes (default: the usable CPUs, at
+    most 8) check ranges of leaves that start at multiples of a power of two, so each range
+    is a run of perfect subtrees and the caller combines their roots (RFC 6962). They read
+    the caller's snapshot: the tree size and the checkpoints are fixed by the caller's read
+    transaction, whose snapshot the workers import on PostgreSQL (``pg_export_snapshot``);
+    on SQLite each worker reads its own, and checks only leaves below the size the caller
+    fixed (leaves and sequenced audit rows are never rewritten; a tampering made while the
+    check runs may be caught or not, as it would be a moment later). The first bad entry is
+    the lowest one across ranges. ``span``: the leaves per range (a power of two; default
+    about a quarter of each worker's share), with ``workers`` forces the parallel check
+    whatever the size (tests).
     """
+    if span is not None and (span < 1 or span & (span - 1)):
+        raise ValueError("span must be a power of two")
     report = Report()
-    with ExitStack() as side, transaction(engine, readonly=True) as conn:
+    roots: dict[int, bytes] = {0: EMPTY_ROOT}
+    with _snapshot(engine) as (conn, snapshot), ExitStack() as side:
         other: list[Connection] = []
 
         def aside() -> Connection:
-            """A second read transaction for the rare rows whose leaf is rebuilt from their
-            columns: the stream's connection is busy in the prefetching thread."""
+            """A second read transaction (same snapshot) for the rare rows whose leaf is
+            rebuilt from their columns: the stream's connection is busy prefetching."""
             if not other:
-                other.append(side.enter_context(transaction(engine, readonly=True)))
+                other.append(side.enter_context(in_snapshot(engine, snapshot)))
             return other[0]
 
         checkpoints = conn.execute(select(ledger_checkpoint)
                                    .order_by(ledger_checkpoint.c.size)).all()
         wanted = sorted({int(c.size) for c in checkpoints if c.size})
-        roots: dict[int, bytes] = {0: EMPTY_ROOT}
-        size, last_seq, frontier = _stream(conn, aside, report, wanted, roots)
+        cur = dbapi_cursor(conn)
+        try:
+            cur.execute(_BOUNDS)
+            low, high = cur.fetchone()
+        finally:
+            cur.close()
+        n = 0 if high is None else int(high) + 1
+        count = _workers(workers, n, span)
+        if low is not None and low != 0:
+            results = [Range(0, 0, None, None, [], {}, f"entry 0: missing from the ledger "
+                              f"(the leaf table jumps to {low})", "missing")]
+        elif count <= 1:
+            results = [check_range(conn, aside, 0, None, wanted)]
+        else:
+            span = span or _span(n, count)
+            bounds = [(lo, min(lo + span, n)) for lo in range(0, n, span)]
+            results = []
+            for (lo, hi), r in zip(bounds, run_ranges(
+                    engine.url.render_as_string(hide_password=False), snapshot, bounds,
+                    wanted, count), strict=False):
+                if r is None:  # a range no worker could check: check it here
+                    r = check_range(conn, aside, lo, hi, [s for s in wanted if lo < s <= hi])
+                else:
+                    report.worker_ranges += 1
+                results.append(r)
+                if r.problem is not None:
+                    break
+        size, last_seq, frontier = _combine(results, report, roots)
         if report.ok and size:
             cur = dbapi_cursor(conn)
             try:
-                cur.execute(_INSERTED.format(m="?" if conn.dialect.name == "sqlite" else "%s"),
-                            (last_seq,))
+                cur.execute(_INSERTED.format(m=mark(conn)), (last_seq,))
                 row = cur.fetchone()
             finally:
                 cur.close()
@@ -121,134 +150,69 @@ def verify_instance(engine: Engine, verifier: Verifier, origin: str) -> Report:
     return report
 
 
-def _stream(conn: Connection, aside: Callable[[], Connection], report: Report,
-            wanted: list[int], roots: dict[int, bytes]) -> tuple[int, int, list[bytes]]:
-    """Check every leaf against its audit row, in order, until the first bad one. Returns the
-    number of good leaves, the audit seq of the last one, and the tree's frontier; fills
-    ``roots`` with the root at each size of ``wanted`` (ascending) that is reached."""
+def _workers(asked: int | None, n: int, span: int | None) -> int:
+    if asked is not None:
+        return max(1, asked) if n > (span or CHUNK) else 1
+    if n < PARALLEL_MIN:
+        return 1
+    usable = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+              else os.cpu_count() or 1)
+    return max(1, min(_MAX_WORKERS, usable))
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[tuple[Connection, str | None]]:
+    """A read transaction and, on PostgreSQL, the id of its exported snapshot (REPEATABLE
+    READ: every statement of the check sees the same database)."""
+    if engine.dialect.name != "postgresql":
+        with transaction(engine, readonly=True) as conn:
+            yield conn, None
+        return
+    conn = connect(engine)
+    try:
+        with conn.begin():
+            yield conn, str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
+    finally:
+        conn.close()
+
+
+def _span(n: int, workers: int) -> int:
+    """The leaves per range: a power of two (>= one chunk), 4 to 8 ranges per worker so
+    that a worker slowed by other work on the machine does not hold the others up."""
+    target = max(CHUNK, n // (4 * workers))
+    return 1 << (target.bit_length() - 1)
+
+
+def _combine(results: list[Range], report: Report, roots: dict[int, bytes]
+             ) -> tuple[int, int, list[bytes]]:
+    """Join the ranges' findings in order: the size of the good prefix, the audit seq of its
+    last leaf, its frontier; ``roots`` at every wanted size reached; the first problem."""
     frontier: list[bytes] = []
-    pending = iter(wanted)
-    next_root = next(pending, -1)
-    size, previous_seq = 0, -1
-    cur = dbapi_cursor(conn, name="hygie_verify")
-    try:
-        cur.execute(_LEAVES.format(json=leaf_json_sql(conn.dialect.name)))
-        for chunk in _prefetched(cur, _CHUNK):
-            hashes = _chunk_hashes(chunk, size, previous_seq)
-            if hashes is not None:  # the whole chunk is good: hash it as subtrees
-                end = size + len(chunk)
-                levels = None
-                while 0 < next_root <= end:
-                    levels = levels or MerkleLevels(hashes)
-                    roots[next_root] = _fold(
-                        frontier + list(levels.compact_range(next_root - size).frontier))
-                    next_root = next(pending, -1)
-                if len(chunk) == _CHUNK and size % _CHUNK == 0:  # one perfect subtree
-                    h = levels.root() if levels else root_from_leaf_hashes(hashes)
-                    i = size // _CHUNK
-                    while i & 1:
-                        h = _hash_children(frontier.pop(), h)
-                        i >>= 1
-                    frontier.append(h)
-                else:
-                    _append(frontier, size, hashes)
-                size, previous_seq = end, chunk[-1][1]
-                continue
-            for row in chunk:  # a row needs a closer look: one at a time, name the bad one
-                idx, seq, stored = row[0], row[1], bytes(row[2])
-                where = f"entry {size}"
-                if idx != size:
-                    report.fail(f"{where}: missing from the ledger (the leaf table jumps to "
-                                f"{idx})")
-                    return size, previous_seq, frontier
-                if row[3] is None:
-                    report.fail(f"{where} (audit seq {seq}): the audit entry was deleted")
-                    return size, previous_seq, frontier
-                if seq <= previous_seq:
-                    report.fail(f"{where} (audit seq {seq}): entries were reordered")
-                    return size, previous_seq, frontier
-                if leaf_hash(leaf_from_sql(aside, seq, row[4], row[5])) != stored:
-                    report.fail(f"{where} (audit seq {seq}): the audit entry was altered")
-                    return size, previous_seq, frontier
-                previous_seq = seq
-                _append(frontier, size, [stored])
-                size += 1
-                if size == next_root:
-                    roots[size] = _fold(frontier)
-                    next_root = next(pending, -1)
-    finally:
-        cur.close()
-    return size, previous_seq, frontier
-
-
-def _append(frontier: list[bytes], size: int, hashes: list[bytes]) -> None:
-    """Append leaf hashes to the frontier of a tree of ``size`` leaves."""
-    for h in hashes:
-        i = size
-        while i & 1:  # merge the perfect subtrees this leaf completes
-            h = _hash_children(frontier.pop(), h)
-            i >>= 1
-        frontier.append(h)
-        size += 1
-
-
-def _chunk_hashes(chunk: list[Any], size: int, previous_seq: int) -> list[bytes] | None:
-    """The leaf hashes of a chunk of (idx, seq, hash, audit seq, at, leaf JSON) rows if every
-    row is good and takes the fast path (checked in bulk); None if any needs a closer look."""
-    n = len(chunk)
-    if chunk[0][0] != size or chunk[-1][0] != size + n - 1:  # idx: unique, ordered
-        return None
-    seqs = [r[1] for r in chunk]
-    ats = [r[4] for r in chunk]
-    texts = [r[5] for r in chunk]
-    if seqs[0] <= previous_seq or not all(map(operator.lt, seqs, seqs[1:])):
-        return None
-    if set(map(type, seqs)) != {int} or set(map(type, ats)) != {int}:
-        return None  # a row is missing (None) or an integer is not one
-    if min(seqs) <= -_SAFE_INT or max(seqs) >= _SAFE_INT or min(ats) <= -_SAFE_INT \
-            or max(ats) >= _SAFE_INT or None in texts:
-        return None
-    joined = "".join(texts)
-    if not joined.isascii() or "\\" in joined:
-        return None
-    hashes = leaf_hashes([t.encode() for t in texts])
-    if hashes != [r[2] for r in chunk]:
-        return None
-    return hashes
-
-
-def _prefetched(cur: Any, size: int) -> Iterator[list[Any]]:
-    """The cursor's rows in chunks, fetched one chunk ahead by a thread: the database's work
-    (and the driver's, which releases the GIL) overlaps the hashing of the previous chunk."""
-    chunks: queue.Queue[Any] = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def fetch() -> None:
-        try:
-            while not stop.is_set():
-                chunk = cur.fetchmany(size)
-                chunks.put(chunk)
-                if not chunk:
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            chunks.put(exc)
-
-    thread = threading.Thread(target=fetch, name="hygie-verify-fetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = chunks.get()
-            if isinstance(item, BaseException):
-                raise item
-            if not item:
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a pending put, then let it end
-            with suppress(queue.Empty):
-                chunks.get(timeout=0.05)
-        thread.join()
+    sizes: list[int] = []
+    size, last_seq = 0, -1
+    for r in results:
+        boundary_first = r.problem is None or r.end > r.lo or r.kind == "altered"
+        if r.lo and r.first_seq is not None and r.first_seq <= last_seq and boundary_first:
+            report.fail(f"entry {r.lo} (audit seq {r.first_seq}): entries were reordered")
+            return size, last_seq, frontier
+        for s, local in r.roots.items():
+            roots[s] = _fold(frontier + local)
+        count = r.end - r.lo
+        parts = [1 << b for b in reversed(range(count.bit_length())) if count >> b & 1]
+        for h, part in zip(r.frontier, parts, strict=True):
+            while sizes and sizes[-1] == part:  # two equal perfect subtrees side by side
+                h = _hash_children(frontier.pop(), h)
+                sizes.pop()
+                part *= 2
+            frontier.append(h)
+            sizes.append(part)
+        size = r.end
+        if r.last_seq is not None:
+            last_seq = r.last_seq
+        if r.problem is not None:
+            report.fail(r.problem)
+            break
+    return size, last_seq, frontier
 
 
 def _fold(frontier: list[bytes]) -> bytes:
