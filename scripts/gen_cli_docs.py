@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from hygie.cli.main import app
 
-COMMANDS = [[], ["init"], ["serve"], ["client", "add"], ["client", "list"],
+COMMANDS = [[], ["init"], ["migrate"], ["serve"], ["client", "add"], ["client", "list"],
             ["client", "revoke"], ["keys", "generate"], ["keys", "status"], ["keys", "rotate"],
             ["keys", "export"], ["keys", "export-recovery"], ["keys", "recover"],
             ["import"], ["export"], ["patient", "erase"], ["user", "add"], ["user", "list"],

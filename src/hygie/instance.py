@@ -17,6 +17,7 @@ from hygie.settings import (
     CONFIG_NAME,
     KEY_FILE_NAME,
     default_database_url,
+    load_settings,
     render_config,
     resolve_data_dir,
 )
@@ -140,3 +141,39 @@ def rotate_keys(rt: Any, *, out_file: Path | None = None) -> dict[str, Any]:
     keys.keyring = final
     return {"active_version": final.active_version, "rewrapped": rewrapped,
             "retired": sorted(retire), "key_source": str(target)}
+
+
+def migrate_instance(data_dir: Path | str | None) -> dict[str, Any]:
+    """Bring an instance made by an earlier version of Hygie to this version's schema.
+
+    Refuses a database at a revision this version does not know (made by a newer Hygie, or not
+    a Hygie database); after the upgrade, checks that the key file still opens the instance and
+    records the migration in the ledger. Run it with the server stopped, after a backup."""
+    from hygie.ledger.audit import record_system_event
+    from hygie.runtime import open_runtime
+    from hygie.store.db import current_revision, head_revision, older_revisions
+
+    settings = load_settings(resolve_data_dir(data_dir))
+    engine = make_engine(settings.database_url, pool=False)
+    try:
+        before = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if before is None:
+        raise DataDirError("the database holds no Hygie schema: nothing to migrate "
+                           "('hygie init' creates a new instance)")
+    if before != head and before not in older_revisions():
+        raise DataDirError(f"the database schema is at revision {before}, which this version "
+                           f"of Hygie ({head}) does not know: a newer Hygie made it")
+    if before != head:
+        migrate(settings.database_url)
+    rt = open_runtime(settings)  # the schema is at head and the key file opens it
+    try:
+        if before != head:
+            record_system_event(rt.engine, settings.tenant, "migrate", actor="cli:migrate",
+                                detail=f"{before}->{head}")
+    finally:
+        rt.engine.dispose()
+    return {"data_dir": str(settings.data_dir), "from": before, "to": head,
+            "migrated": before != head}

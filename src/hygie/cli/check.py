@@ -14,16 +14,18 @@ if TYPE_CHECKING:
 
 def report_failure(report: IntegrityReport) -> None:
     """The first failure as the one error line, the others, then the restore steps; exit 3."""
-    from hygie.resilience.integrity import EXIT_CODE, recovery_steps
+    from hygie.resilience.integrity import EXIT_CODE, EXIT_UPGRADE, recovery_steps
 
     first, *others = report.failures
-    err.print(f"hygie: error: integrity check failed: {first.message}", markup=False,
+    upgrade = all(f.upgrade for f in report.failures)
+    what = "this data dir needs an upgrade" if upgrade else "integrity check failed"
+    err.print(f"hygie: error: {what}: {first.message}", markup=False,
               highlight=False, soft_wrap=True)
     for other in others:
         err.print(f"  also: {other.message}", markup=False, highlight=False, soft_wrap=True)
     for line in recovery_steps(report):
         err.print(line, markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_CODE)
+    raise typer.Exit(EXIT_UPGRADE if upgrade else EXIT_CODE)
 
 
 @boundary
@@ -34,14 +36,16 @@ def check_cmd(
         "a time limit (slower).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check the instance's integrity as 'hygie serve' does at start-up (exit 3 if damaged)."""
-    from hygie.resilience.integrity import EXIT_CODE, check_instance
+    """Check the instance's integrity as 'hygie serve' does at start-up (exit 3 if damaged,
+    4 if it only needs 'hygie migrate')."""
+    from hygie.resilience.integrity import EXIT_CODE, EXIT_UPGRADE, check_instance
 
     report = check_instance(data_dir, full=full)
     if json_out:
         emit_json(report.as_dict())
         if not report.ok:
-            raise typer.Exit(EXIT_CODE)
+            upgrade = all(f.upgrade for f in report.failures)
+            raise typer.Exit(EXIT_UPGRADE if upgrade else EXIT_CODE)
         return
     for c in report.checks:
         state = {True: "ok    ", False: "FAILED", None: "-     "}[c.ok]

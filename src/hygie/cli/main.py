@@ -124,6 +124,24 @@ def init(
         out.print("Next: hygie client add NAME --data-dir DIR, then hygie serve --data-dir DIR")
 
 
+@app.command()
+@boundary
+def migrate(data_dir: DataDir = None, json_out: JsonOpt = False) -> None:
+    """Upgrade a data dir made by an earlier Hygie to this version (stop the server and back
+    it up first); recorded in the ledger."""
+    from hygie.instance import migrate_instance
+
+    info = migrate_instance(data_dir)
+    if json_out:
+        emit_json(info)
+    elif info["migrated"]:
+        out.print(f"Migrated {info['data_dir']} from schema {info['from']} to {info['to']}",
+                  markup=False, highlight=False, soft_wrap=True)
+    else:
+        out.print(f"{info['data_dir']} is up to date (schema {info['to']})", markup=False,
+                  highlight=False, soft_wrap=True)
+
+
 # -- serve -------------------------------------------------------------------------------------
 @app.command()
 @boundary

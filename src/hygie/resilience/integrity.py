@@ -51,11 +51,12 @@ from hygie.settings import (
     load_settings,
     resolve_data_dir,
 )
-from hygie.store.db import head_revision, make_engine, transaction
+from hygie.store.db import head_revision, make_engine, older_revisions, transaction
 from hygie.store.keys import INDEX_OWNER, TENANT_OWNER, KeyStore
 from hygie.store.tables import audit_event, data_key, ledger_checkpoint, ledger_leaf
 
 EXIT_CODE = 3
+EXIT_UPGRADE = 4  # not damage: an older schema, 'hygie migrate' upgrades it
 """Exit code of ``hygie serve`` and ``hygie check`` when the integrity check fails."""
 
 REHASH_TAIL = 2_000
@@ -76,16 +77,21 @@ class CheckFailed(Exception):
     """One check's plain-words failure (internal: becomes a :class:`Check`)."""
 
 
+class UpgradeNeeded(CheckFailed):
+    """Not damage: the schema is an older revision this version of Hygie can migrate."""
+
+
 @dataclass
 class Check:
     name: str
     ok: bool | None  # None: not run
     message: str
     seconds: float = 0.0
+    upgrade: bool = False  # an older schema to migrate, not damage
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "ok": self.ok, "message": self.message,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "upgrade_needed": self.upgrade}
 
 
 @dataclass
@@ -271,6 +277,10 @@ def _schema_checks(engine: Engine, what: str) -> None:
     if revision is None:
         raise CheckFailed(f"{what} holds no Hygie schema (emptied or replaced?)")
     if revision != head_revision():
+        if revision in older_revisions():
+            raise UpgradeNeeded(f"{what} schema is at revision {revision}, older than this "
+                                f"version of Hygie ({head_revision()}): it needs "
+                                "'hygie migrate'")
         raise CheckFailed(f"{what} schema is at revision {revision}, this version of Hygie "
                           f"expects {head_revision()}")
     missing = [t for t in CORE_TABLES if t not in tables]
@@ -472,16 +482,17 @@ def check_instance(data_dir: Path | str | None, *, full: bool = False,
             report.checks.append(Check(name, None, NOT_RUN))
             return False
         t = time.perf_counter()
+        upgrade = False
         try:
             message = fn()
             ok: bool = True
         except CheckFailed as exc:
-            message, ok = str(exc), False
+            message, ok, upgrade = str(exc), False, isinstance(exc, UpgradeNeeded)
         except HygieError as exc:
             message, ok = exc.message, False
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the check fails closed
             message, ok = f"unexpected {type(exc).__name__} while checking", False
-        report.checks.append(Check(name, ok, message, time.perf_counter() - t))
+        report.checks.append(Check(name, ok, message, time.perf_counter() - t, upgrade))
         if ok:
             state[name] = True
         return ok
@@ -533,6 +544,13 @@ def check_instance(data_dir: Path | str | None, *, full: bool = False,
 
 def recovery_steps(report: IntegrityReport) -> list[str]:
     """What to do, in order, when the check fails (printed by ``hygie serve``/``check``)."""
+    if all(c.upgrade for c in report.failures):
+        return [
+            "This data dir was made by an earlier version of Hygie. To upgrade it:",
+            f"  1. back it up:  hygie backup create --data-dir {report.data_dir} --to TARGET",
+            f"  2. migrate it:  hygie migrate --data-dir {report.data_dir}",
+            "See docs/operations.md, 'Upgrading'.",
+        ]
     latest = report.latest_backup()
     if latest is not None:
         backup = str(latest)

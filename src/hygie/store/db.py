@@ -98,6 +98,15 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
+def older_revisions() -> set[str]:
+    """Every revision before the head: a database at one of them can be migrated."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    head = script.get_current_head()
+    return {r.revision for r in script.walk_revisions() if r.revision != head}
+
+
 class WriteLock:
     """Serialises SQLite write transactions across threads and processes.
 
