@@ -186,10 +186,20 @@ def test_one_flipped_byte_names_the_damaged_part(instance: Instance, tmp_path: P
     mine = Signer.from_signing_key_string(
         (instance.data_dir / "ledger.key").read_text().strip()).verifier_key()
     assert cli("backup", "verify", str(backup), "--verifier-key", mine).exit_code == 0
-    # A damaged backup is never restored.
+    # A damaged backup is never restored: the database part (hashed as it is restored) and
+    # any other part (hashed before).
+    key = instance.data_dir / "kek.json"
+    db_part = next(p for p in parts if p.startswith("database"))
+    damaged = tmp_path / "damaged-db"
+    shutil.copytree(backup, damaged)
+    flip(damaged / db_part, (damaged / db_part).stat().st_size // 2)
+    result = cli(*restore_args(str(damaged), tmp_path / "r", key, None))
+    assert result.exit_code != 0 and "fails verification" in result.stderr
+    assert f"{db_part}: damaged" in result.stderr
+    assert not (tmp_path / "r").exists()
+    assert not [p for p in tmp_path.iterdir() if "restoring" in p.name]
     flip(backup / "hygie.toml", 3)
-    result = cli(*restore_args(str(backup), tmp_path / "r", instance.data_dir / "kek.json",
-                               None))
+    result = cli(*restore_args(str(backup), tmp_path / "r", key, None))
     assert result.exit_code != 0 and "fails verification" in result.stderr
     assert not (tmp_path / "r").exists()
 
