@@ -1,18 +1,23 @@
 """Where the time of a web page goes: the patient record (and home, calendar), in process.
 
 The same 20 Synthea patients as ``bench_web.py`` (imported with ``hygie import``, accounts
-enrolled through the real activation path, 60 appointments this week), then the real ASGI app
-is driven directly, one request at a time, in one thread (sync routes run inline, as in
-``profile_requests.py``): a practitioner signs in like a browser (form, CSRF token, TOTP code)
-and opens each of the 20 records in turn; the secretary opens the calendar week.
+enrolled through the real activation path, the same 476 appointments: 60 this week, 8 a week
+in the 40 weeks before and the 12 after), then the real ASGI app is driven directly, one
+request at a time, in one thread (sync routes run inline, as in ``profile_requests.py``): a
+practitioner signs in like a browser (form, CSRF token, TOTP code) and opens each of the 20
+records in turn; the secretary opens the calendar week, then other weeks in turn (the HTMX
+fragment of weeks -30, -1, +1, +8).
 
 Reported per page: ``ms_per_req`` (no profiler, sequential, no contention) and
 ``cpu_ms_per_req`` (the process's CPU time: less sensitive to a busy machine), the audit entries
 one view writes, the HTML size, and under ``cProfile`` the share of time by category and the
 functions with the most own time. Writes bench/results/profile_web.json.
+``--past-appointments N`` first adds N older appointments through the gate (64 a week going
+back from the oldest): the calendar's cost as a practice's history grows.
 
     .venv/bin/python bench/profile_web.py                    # 20 patients, 10 rounds
     .venv/bin/python bench/profile_web.py --keep /tmp/pw     # keep/reuse the instance there
+    .venv/bin/python bench/profile_web.py --past-appointments 20000 --out /tmp/pw.json
 """
 
 from __future__ import annotations
@@ -34,7 +39,14 @@ from urllib.parse import urlencode
 
 import orjson
 import profile_requests
-from bench_web import SYNTHEA, forget_last_step, largest_bundles, seed
+from bench_web import (
+    SYNTHEA,
+    add_history,
+    forget_last_step,
+    largest_bundles,
+    other_weeks,
+    seed,
+)
 from common import emit, log, machine, run_cli, write_result
 from profile_requests import categorize, inline_threadpool, top
 
@@ -54,15 +66,17 @@ class Browser:
         self.app, self.loop = app, loop
         self.cookies: dict[str, str] = {}
 
-    def call(self, method: str, path: str, form: dict[str, str] | None = None
-             ) -> tuple[int, dict[str, str], bytes]:
-        return self.loop.run_until_complete(self._call(method, path, form))
+    def call(self, method: str, path: str, form: dict[str, str] | None = None,
+             htmx: bool = False) -> tuple[int, dict[str, str], bytes]:
+        return self.loop.run_until_complete(self._call(method, path, form, htmx))
 
-    async def _call(self, method: str, path: str, form: dict[str, str] | None
+    async def _call(self, method: str, path: str, form: dict[str, str] | None, htmx: bool
                     ) -> tuple[int, dict[str, str], bytes]:
         body = urlencode(form).encode() if form is not None else b""
         headers = [(b"host", b"127.0.0.1:8000"), (b"accept", b"text/html"),
                    (b"content-length", str(len(body)).encode())]
+        if htmx:
+            headers.append((b"hx-request", b"true"))
         if form is not None:
             headers.append((b"content-type", b"application/x-www-form-urlencoded"))
         if self.cookies:
@@ -200,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--keep", type=Path, help="a folder to keep (and reuse) the instance in")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--past-appointments", type=int, default=0,
+                    help="add that many older appointments (the calendar's history)")
     args = ap.parse_args(argv)
     if not SYNTHEA.is_dir() or not largest_bundles(1):
         print(f"profile_web: skipped: no Synthea bundles in {SYNTHEA}", file=sys.stderr)
@@ -208,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     try:
         ids = prepare(root / "data", args.patients)
+        if args.past_appointments:
+            ids["history"] = add_history(root / "data", ids, args.past_appointments)
+            (root / "profile_web_ids.json").write_bytes(orjson.dumps(ids))
         inline_threadpool()
         from hygie.api.app import create_app
         from hygie.settings import load_settings
@@ -221,11 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         forget_last_step(root / "data")
         secretary.sign_in(ids["people"]["secretary"])
         patients = ids["patients"]
+        weeks = other_weeks()
         pages = {
             "patient_record": (lambda i: doctor.call("GET", f"/app/patients/{patients[i]}"),
                                len(patients)),
             "home": (lambda i: doctor.call("GET", "/app"), 1),
             "calendar_week": (lambda i: secretary.call("GET", "/app/calendar"), 1),
+            "calendar_other_weeks": (lambda i: secretary.call(
+                "GET", f"/app/calendar?week={weeks[i]}", htmx=True), len(weeks)),
         }
         results = {}
         for name, (fn, count) in pages.items():
@@ -239,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {f"{page}.{k}": v for page, r in results.items() for k, v in r.items()
                if isinstance(v, int | float)}
     doc = {"benchmark": "profile_web", "machine": machine(), "patients": args.patients,
+           "past_appointments": args.past_appointments,
            "results": results, "figures": figures}
     write_result("profile_web", doc, args.out)
     emit("profile_web", figures)

@@ -189,3 +189,113 @@ def test_post_search(api: Any, people: dict[str, str]) -> None:
     resp = api.post("/fhir/Patient/_search", content=b"family=gomez",
                     headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert ids(resp) == {people["raul"]}
+
+
+# -- date ranges: several groups of one parameter (one subquery, repository._date_ids) --------
+WEEK_GE, WEEK_LT = "ge2025-03-10T00:00:00%2B01:00", "lt2025-03-17T00:00:00%2B01:00"
+
+
+def _appointment(api: Any, patient: str, start: str | None) -> str:
+    body: dict[str, Any] = {"resourceType": "Appointment", "status": "booked" if start else
+                            "proposed", "participant": [
+                                {"actor": {"reference": f"Patient/{patient}"},
+                                 "status": "accepted"}]}
+    if start:
+        body["start"] = start
+        body["end"] = start[:11] + "23:59:59" + start[19:]
+    return mk(api, body)
+
+
+@pytest.fixture
+def dated(api: Any, people: dict[str, str]) -> dict[str, str]:
+    raul = people["raul"]
+    subject = {"reference": f"Patient/{raul}"}
+    code = {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}
+
+    def obs(**effective: Any) -> str:
+        return mk(api, {"resourceType": "Observation", "status": "final", "code": code,
+                        "subject": subject, **effective})
+
+    made = {name: _appointment(api, raul, start) for name, start in (
+        ("sun_before", "2025-03-09T23:30:00+01:00"), ("monday", "2025-03-10T00:00:00+01:00"),
+        ("wednesday", "2025-03-12T09:00:00+01:00"), ("sunday", "2025-03-16T23:59:59+01:00"),
+        ("next_monday", "2025-03-17T00:00:00+01:00"), ("old", "2019-05-01T10:00:00Z"),
+        ("future", "2031-01-01T10:00:00Z"), ("no_start", None))}
+    made.update({
+        # two values: a range between them is matched by one value per bound (FHIR semantics)
+        "multi": obs(effectiveTiming={"event": ["2020-01-10", "2020-03-10"]}),
+        "period": obs(effectivePeriod={"start": "2020-02-01", "end": "2020-02-20"}),
+        "open": obs(effectivePeriod={"start": "2020-02-10"}),
+        "day": obs(effectiveDateTime="2020-02-14"),
+    })
+    return made
+
+
+def test_week_of_appointments_bounds_and_order(api: Any, dated: dict[str, str]) -> None:
+    week = {dated["monday"], dated["wednesday"], dated["sunday"]}
+    assert ids(api.get(f"/fhir/Appointment?date={WEEK_GE}&date={WEEK_LT}")) == week
+    assert ids(api.get(f"/fhir/Appointment?date={WEEK_LT}&date={WEEK_GE}")) == week
+    resp = api.get(f"/fhir/Appointment?date={WEEK_GE}&date={WEEK_LT}&_total=accurate")
+    assert ids(resp) == week and resp.json()["total"] == 3
+    assert ids(api.get("/fhir/Appointment?date=gt2025-03-16T23:59:59%2B01:00"
+                       "&date=le2025-03-17")) == {dated["next_monday"]}
+    assert ids(api.get(f"/fhir/Appointment?date={WEEK_GE}")) == week | {
+        dated["next_monday"], dated["future"]}
+    assert ids(api.get("/fhir/Appointment?date=lt2025-03-10T00:00:00%2B01:00&date=ge2019")) == {
+        dated["sun_before"], dated["old"]}
+    assert ids(api.get("/fhir/Appointment?date=ap2025-03-12&date=ap2025-03-12")) == {
+        dated["wednesday"]}
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("date=ge2020-02-15&date=lt2020-03-01", {"multi", "period", "open"}),
+    ("date=lt2020-03-01&date=ge2020-02-15", {"multi", "period", "open"}),
+    ("date=ge2020-02-21&date=le2020-02-28", {"multi", "open"}),
+    ("date=gt2020-03-10", {"open"}),
+    ("date=eq2020-02", {"period", "day"}),
+    ("date=ap2020-02-14", {"period", "open", "day"}),
+    ("date=sa2020-01-31&date=eb2020-03-01", {"multi", "period", "day"}),
+    ("date=ge2020-02-01&date=lt2020-02-15&date=ne2020-02-14", {"multi", "period", "open"}),
+    ("date=lt2020-01-01,gt2020-03-01&date=ge2020-02-01", {"multi", "open"}),
+    ("date=ge2020-02-15&date=lt2020-02-16&date=eq2020-02-14", set()),
+])
+def test_date_groups_on_multi_valued_and_open_ranges(api: Any, dated: dict[str, str],
+                                                     query: str, expected: set[str]) -> None:
+    assert ids(api.get(f"/fhir/Observation?{query}")) == {dated[k] for k in expected}
+    # the same groups as a membership test behind another index filter (not driving)
+    raul = api.get(f"/fhir/Observation/{dated['day']}").json()["subject"]["reference"]
+    assert ids(api.get(f"/fhir/Observation?subject={raul}&{query}")) == {
+        dated[k] for k in expected}
+
+
+def test_date_groups_match_fhir_semantics_for_every_prefix_pair(api: Any,
+                                                                 dated: dict[str, str]) -> None:
+    """Every pair of prefixes against an oracle: each group matched by any value of the
+    resource (not necessarily the same one), groups ANDed."""
+    from hygie.fhir.searchparams import OPEN_HIGH, parse_date_range
+
+    def rng(v: str) -> tuple[int, int]:
+        return parse_date_range(v)
+
+    values = {"multi": [rng("2020-01-10"), rng("2020-03-10")],
+              "period": [(rng("2020-02-01")[0], rng("2020-02-20")[1])],
+              "open": [(rng("2020-02-10")[0], OPEN_HIGH)], "day": [rng("2020-02-14")]}
+
+    def matches(prefix: str, q: str, lo: int, hi: int) -> bool:
+        qlo, qhi = rng(q)
+        return {"eq": lo >= qlo and hi <= qhi, "ne": not (lo >= qlo and hi <= qhi),
+                "gt": hi > qhi, "lt": lo < qlo, "ge": hi > qlo, "le": lo < qhi,
+                "sa": lo >= qhi, "eb": hi <= qlo, "ap": lo < qhi and hi > qlo}[prefix]
+
+    prefixes = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+    checked = 0
+    for p1 in prefixes:
+        for p2 in prefixes:
+            q1, q2 = "2020-02-14", "2020-03"
+            expected = {dated[name] for name, rows in values.items()
+                        if any(matches(p1, q1, lo, hi) for lo, hi in rows)
+                        and any(matches(p2, q2, lo, hi) for lo, hi in rows)}
+            got = ids(api.get(f"/fhir/Observation?date={p1}{q1}&date={p2}{q2}"))
+            assert got == expected, (p1, p2)
+            checked += bool(expected)
+    assert checked > 20  # the grid is not trivially empty

@@ -10,6 +10,7 @@ another row fails to open, and that failure is an :class:`IntegrityFailure`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     not_,
     or_,
@@ -314,6 +316,40 @@ class ResourceRepository:
             cond = and_(cond, resource.c.undisclosed.is_(False))
         return cond
 
+    def _date_ids(self, rtype: str, param: str, groups: list[list[DateClause]], *,
+                  sqlite: bool) -> Select[Any]:
+        """Ids of the resources whose ``param`` dates match every group (OR inside a group).
+
+        All the groups of one parameter go into ONE subquery over ``search_date``, so that a
+        range such as ``date=ge…&date=lt…`` (a week) is read through one index from its lower
+        bound: the rows matching the driving group come from an index range
+        (``ix_search_date_tenant_rtype_param_hi`` for a lower bound, ``…_param_lo`` for an
+        upper one), and each other group is an ``EXISTS`` over the same resource's rows, probed
+        by rid. FHIR semantics are kept for parameters with several values per resource
+        (``Timing.event``): each group may be matched by a different value. One id set per
+        group instead read every row on the open side of each bound (SQLite materialises an
+        ``IN (subquery)``: all the past appointments for "before next Monday").
+
+        The driving group is the first one bounded from below (ge, gt, sa, eq, ap): records
+        accumulate in the past, so "from this day on" selects fewer rows than "before that
+        day" for a recent range; otherwise the first group.
+
+        On SQLite (no planner statistics) the probe's param, lo and hi are wrapped in no-op
+        expressions so that its planner uses the (tenant, rtype, rid) index rather than a
+        date range over every resource; PostgreSQL's planner picks the semi-join from its
+        statistics, which such expressions would blind.
+        """
+        sd = search_date
+        first = next((i for i, g in enumerate(groups)
+                      if all(c.prefix in _FROM_PREFIXES for c in g)), 0)
+        ordered = [groups[first], *groups[:first], *groups[first + 1:]]
+        conds: list[Any] = [sd.c.tenant == self.tenant, sd.c.rtype == rtype,
+                            sd.c.param == param, _any_date(ordered[0], sd.c.lo, sd.c.hi)]
+        for n, group in enumerate(ordered[1:]):
+            same_resource, o_lo, o_hi = _date_probe(n, sqlite)
+            conds.append(exists().where(same_resource, _any_date(group, o_lo, o_hi)))
+        return select(sd.c.rid).where(*conds)
+
     def search(self, conn: Connection, q: SearchQuery) -> tuple[list[StoredVersion], int | None]:
         conds: list[Any] = [resource.c.tenant == self.tenant, resource.c.rtype == q.rtype,
                             resource.c.current.is_(True), resource.c.deleted.is_(False)]
@@ -341,11 +377,12 @@ class ResourceRepository:
             id_sets.append(select(search_ref.c.rid).where(
                 search_ref.c.tenant == self.tenant, search_ref.c.rtype == q.rtype,
                 search_ref.c.param == param, search_ref.c.target.in_(targets)))
+        by_param: dict[str, list[list[DateClause]]] = {}
         for param, dclauses in q.dates:
-            id_sets.append(select(search_date.c.rid).where(
-                search_date.c.tenant == self.tenant, search_date.c.rtype == q.rtype,
-                search_date.c.param == param,
-                or_(*[date_condition(c, search_date.c.lo, search_date.c.hi) for c in dclauses])))
+            by_param.setdefault(param, []).append(dclauses)
+        sqlite = conn.dialect.name == "sqlite"
+        id_sets.extend(self._date_ids(q.rtype, param, groups, sqlite=sqlite)
+                       for param, groups in by_param.items())
         driver = id_sets[0].distinct().subquery("matched") if id_sets else None
         conds.extend(resource.c.rid.in_(s) for s in id_sets[1:])
         where = and_(*conds)
@@ -360,15 +397,34 @@ class ResourceRepository:
                  else (resource.c.lu, resource.c.rid))
         rows: list[Any] = []
         if q.count:
-            stmt = self._select()
-            if driver is not None:
-                stmt = (select(*_ROW_COLUMNS)
-                        .select_from(driver.join(resource, resource.c.rid == driver.c.rid)
-                                     .join(data_key, data_key.c.id == resource.c.dek_id))
-                        .where(resource.c.tenant == self.tenant))
+            stmt = self._select() if driver is None else (
+                select(*_ROW_COLUMNS)
+                .select_from(driver.join(resource, resource.c.rid == driver.c.rid)
+                             .join(data_key, data_key.c.id == resource.c.dek_id))
+                .where(resource.c.tenant == self.tenant))
             rows = list(conn.execute(stmt.where(where).order_by(*order).limit(q.count)
                                      .offset(q.offset)).all())
         return [_row(r) for r in rows], total
+
+
+# Prefixes whose condition bounds the stored range from below (``hi > x`` or ``lo >= x``).
+_FROM_PREFIXES = frozenset({"ge", "gt", "sa", "eq", "ap"})
+
+
+@functools.cache
+def _date_probe(n: int, sqlite: bool) -> tuple[Any, Any, Any]:
+    """(the rows of the same resource and parameter in ``search_date AS sd<n>``, its lo, its hi),
+    built once: immutable expressions, reused by every search."""
+    sd, other = search_date, search_date.alias(f"sd{n}")
+    o_param, o_lo, o_hi = other.c.param, other.c.lo, other.c.hi
+    if sqlite:
+        o_param, o_lo, o_hi = o_param.concat(""), o_lo + 0, o_hi + 0
+    return (and_(other.c.tenant == sd.c.tenant, other.c.rtype == sd.c.rtype,
+                 other.c.rid == sd.c.rid, o_param == sd.c.param), o_lo, o_hi)
+
+
+def _any_date(group: list[DateClause], lo: Any, hi: Any) -> Any:
+    return or_(*[date_condition(c, lo, hi) for c in group])
 
 
 def date_condition(c: DateClause, lo: Any, hi: Any, scale: int = 1) -> Any:

@@ -109,6 +109,9 @@ search_date = Table(
     Column("hi", BigInteger, nullable=False),
     Index(None, "tenant", "rtype", "param", "lo"),
     Index(None, "tenant", "rtype", "rid"),
+    # Date searches from a lower bound ("from this day on": ge, gt, eq, ap) read only the rows
+    # from that day on (repository._date_ids; migration 0006).
+    Index(None, "tenant", "rtype", "param", "hi"),
 )
 
 search_ref = Table(

@@ -30,7 +30,7 @@ from hygie.errors import Forbidden, HygieError, InvalidRequest, NotFound
 from hygie.fhir.identifiers import INS_NIR_SYSTEM
 from hygie.fhir.search import SearchQuery, parse_search
 from hygie.store.db import transaction
-from hygie.web import auth, record
+from hygie.web import auth, i18n, record
 from hygie.web.account import PARIS
 from hygie.web.pages import (
     _ID,
@@ -254,8 +254,24 @@ def _ref_id(doc: dict[str, Any], rtype: str) -> tuple[str, str]:
     return "", ""
 
 
+def _parse_local(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(PARIS)
+    except (TypeError, ValueError):
+        return None
+
+
 def _week(request: Request, ws: Any, monday: date) -> dict[str, Any]:
+    """The week's appointments, every display string computed here once (the template only
+    loops): two searches through the gate, the week's Appointments (one ``date=ge…&date=lt…``
+    range, read through ``search_date``'s ``hi`` index) and their patients' names (one
+    ``Patient?_id=…``)."""
     rt = runtime(request)
+    lang, _remember = i18n.choose(request)
+
+    def tr(message: str) -> str:
+        return i18n.gettext_for(lang, message)
+
     end = monday + timedelta(days=7)
     q = parse_search("Appointment", [("date", "ge" + _local_iso(monday)),
                                      ("date", "lt" + _local_iso(end))],
@@ -264,7 +280,9 @@ def _week(request: Request, ws: Any, monday: date) -> dict[str, Any]:
     with rt.gate.open(ws.actor, auth.context(request), readonly=True) as door:
         found, _ = door.search(q)
         docs = [(f.rid, orjson.loads(f.body or b"{}")) for f in found]
-        patient_ids = sorted({pid for _, d in docs if (pid := _ref_id(d, "Patient")[0])})
+        refs = [(rid, doc, _ref_id(doc, "Patient")[0], _ref_id(doc, "Practitioner")[1])
+                for rid, doc in docs]
+        patient_ids = sorted({pid for _, _, pid, _ in refs if pid})
         names: dict[str, str] = {}
         if patient_ids:
             pq = parse_search("Patient", [("_id", ",".join(patient_ids))], lenient=False,
@@ -272,40 +290,36 @@ def _week(request: Request, ws: Any, monday: date) -> dict[str, Any]:
             pq.total = "none"
             patients, _ = door.search(pq)
             names = {p.rid: record.person_name(orjson.loads(p.body or b"{}")) for p in patients}
-    days: list[dict[str, Any]] = []
-    for i in range(7):
-        day = monday + timedelta(days=i)
-        days.append({"name": translate(request, DAY_NAMES[i]), "date": day.isoformat(),
-                     "label": day.strftime("%d/%m"), "appointments": []})
-    for rid, doc in docs:
-        try:
-            start = datetime.fromisoformat(str(doc.get("start"))).astimezone(PARIS)
-        except ValueError:
+    restricted = tr(N_("Patient (accès restreint)"))
+    per_day: list[list[tuple[datetime, dict[str, Any]]]] = [[] for _ in range(7)]
+    for rid, doc, pid, practitioner in refs:
+        start = _parse_local(doc.get("start"))
+        if start is None:
             continue
-        stop = None
-        if doc.get("end"):
-            try:
-                stop = datetime.fromisoformat(str(doc["end"])).astimezone(PARIS)
-            except ValueError:
-                stop = None
         index = (start.date() - monday).days
         if not 0 <= index < 7:
             continue
-        pid, _ = _ref_id(doc, "Patient")
-        _, practitioner = _ref_id(doc, "Practitioner")
-        days[index]["appointments"].append({
-            "id": rid, "sort": start, "time": start.strftime("%H:%M"),
-            "end": stop.strftime("%H:%M") if stop else "",
-            "patient": names.get(pid, translate(request, N_("Patient (accès restreint)"))),
-            "patient_id": pid, "practitioner": practitioner,
-            "cancelled": doc.get("status") in ("cancelled", "noshow", "entered-in-error")})
-    for d in days:
-        d["appointments"].sort(key=lambda it: it["sort"])
+        stop = _parse_local(doc["end"]) if doc.get("end") else None
+        time = start.strftime("%H:%M")
+        patient = names.get(pid, restricted)
+        per_day[index].append((start, {
+            "id": rid, "when": f"{time}–{stop.strftime('%H:%M')}" if stop else time,
+            "patient": patient, "practitioner": practitioner,
+            "hint": f" — {time}, {patient}",
+            "cancelled": doc.get("status") in ("cancelled", "noshow", "entered-in-error")}))
+    days: list[dict[str, Any]] = []
+    for i, items in enumerate(per_day):
+        day = monday + timedelta(days=i)
+        items.sort(key=lambda it: it[0])
+        days.append({"name": tr(DAY_NAMES[i]), "date": day.isoformat(),
+                     "label": day.strftime("%d/%m"), "appointments": [a for _, a in items]})
     return {"days": days, "monday": monday.isoformat(),
             "previous": (monday - timedelta(days=7)).isoformat(),
             "next": (monday + timedelta(days=7)).isoformat(),
             "range": f"{monday.strftime('%d/%m/%Y')} – "
-                     f"{(monday + timedelta(days=6)).strftime('%d/%m/%Y')}"}
+                     f"{(monday + timedelta(days=6)).strftime('%d/%m/%Y')}",
+            "labels": {"with": tr(N_("avec")), "cancelled": tr(N_("Annulé")),
+                       "cancel": tr(N_("Annuler")), "none": tr(N_("Aucun rendez-vous"))}}
 
 
 @router.get("/app/calendar")
