@@ -5,8 +5,10 @@ prints its ``name value unit`` lines as it goes, and writes bench/results/<name>
 script then gathers the figures, compares them with the goals and the reference servers, and
 writes bench/results/summary.json.
 
-    .venv/bin/python bench/run_all.py            # full: about 10-15 minutes on 2 cores
-    .venv/bin/python bench/run_all.py --quick    # smoke run, under 2 minutes, bench/results/quick/
+    .venv/bin/python bench/run_all.py            # full: about 25 minutes on 2 cores (the first
+                                                 # time ~1 h more: bench_backup.py generates
+                                                 # and caches 1,000,000 resources)
+    .venv/bin/python bench/run_all.py --quick    # smoke run, a few minutes, bench/results/quick/
     .venv/bin/python bench/run_all.py --only crud,search
 
 Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres) for the PostgreSQL figures
@@ -34,6 +36,10 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], int]] = {
     "profile_postgresql": ("profile_requests.py", ["--backend", "postgresql"], [], 300),
     "merkle": ("bench_merkle.py", [], ["--n", "100000", "--out",
                                        str(result_path("merkle", quick=True))], 300),
+    # 10,000 generated patients (~1,000,000 resources): ~45 min to generate on 2 cores the
+    # first time, then cached under $TMPDIR/hygie-bench-cache (see bench_backup.py)
+    "backup": ("bench_backup.py", [], ["--quick"], 7200),
+    "web": ("bench_web.py", [], ["--quick"], 900),
 }
 
 # Published figures of other FHIR servers (per vCPU, or on 2 cores + PostgreSQL with 16
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_seconds": round(time.perf_counter() - t0, 1), "runs": runs,
         "goals": GOALS, "anchors": ANCHORS,
         "evaluation": goals_and_anchors(docs),
+        "backup_verdicts": _get(docs.get("backup"), "verdicts"),
         "figures": {name: doc.get("figures") for name, doc in docs.items() if doc},
         "note": "figures of benchmarks not in this run come from their last result file; "
                 "see each file's machine.code for the code they measured",
@@ -173,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in flat.items():
         if isinstance(v, str):
             print(f"summary.{k} {v}")
+    for k, v in (summary["backup_verdicts"] or {}).items():
+        print(f"summary.backup.{k} {v}")
     print(f"summary.total_s {summary['total_seconds']} s")
     failed = [n for n, r in runs.items() if r["exit_code"] != 0]
     if failed:

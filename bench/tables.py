@@ -134,6 +134,21 @@ def imports(doc: dict[str, Any]) -> str:
                   "peak RSS MB", "failed bundles", "÷ raw"], rows)
 
 
+def backup(doc: dict[str, Any]) -> str:
+    rows = []
+    for dataset, per in doc["results"].items():
+        for s, r in per.items():
+            floor = r.get("pg_dump_s")
+            rows.append([dataset, LABEL[s], r["resources"], round(r["data_bytes"] / 1e6),
+                         round(r["backup_bytes"] / 1e6), r["cp_s"], floor, r["backup_s"],
+                         r["backup_mb_per_s"], r["backup_vs_pg_dump_ratio"] if floor
+                         else r["backup_vs_cp_ratio"], r["verify_s"], r["restore_s"],
+                         r.get("ledger_verify_s"), r.get("restore_plus_ledger_verify_s")])
+    return table(["data set", "system", "resources", "data MB", "backup MB", "cp -r s",
+                  "pg_dump s", "backup s", "backup MB/s", "÷ cp (PG: ÷ pg_dump)", "verify s",
+                  "restore s", "ledger verify s", "restore + ledger verify s"], rows)
+
+
 def raw_sqlite(doc: dict[str, Any]) -> str:
     rows = [[op, r["ops_per_s"], r["us_per_op"]] for op, r in doc["results"].items()
             if "ops_per_s" in r]
@@ -170,7 +185,8 @@ def main() -> int:
     parts = []
     for title, name, fn in (("CRUD", "crud", crud), ("Search", "search", search),
                             ("Import", "import", imports), ("Raw SQLite floor", "raw_sqlite",
-                                                            raw_sqlite)):
+                                                            raw_sqlite),
+                            ("Backups", "backup", backup)):
         doc = load(name, q)
         if doc:
             parts.append(f"### {title}\n\n{fn(doc)}")
