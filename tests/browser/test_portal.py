@@ -29,9 +29,16 @@ def test_patient_sees_every_access_to_their_record(page: Any, browser: Any,
     try:
         mine = patient_context.new_page()
         mine.set_default_timeout(10_000)
-        sign_in(mine, site, "paul.lointain")
-        mine.get_by_role("link", name="Accès à mon dossier").click()
+        # Signing in lands on /app, which sends a patient on to their access history.
+        mine.goto("/")
+        mine.get_by_label("Identifiant").fill("paul.lointain")
+        mine.get_by_label("Mot de passe").fill(site.accounts["paul.lointain"].password)
+        mine.get_by_role("button", name="Continuer").click()
+        mine.wait_for_url("**/signin/code")
+        mine.locator("#code").fill(site.totp("paul.lointain"))
+        mine.get_by_role("button", name="Se connecter").click()
         mine.wait_for_url("**/app/access-history")
+        assert mine.get_by_role("link", name="Mes patients").count() == 0
         assert mine.title() == "Accès à mon dossier · Hygie"
         rows = mine.locator("table tbody tr")
         texts = [rows.nth(i).inner_text() for i in range(rows.count())]

@@ -322,6 +322,8 @@ def _denied_message(request: Request, role: str | None) -> str:
 
 @router.get("/app")
 def home(request: Request, ws: Signed) -> Response:
+    if ws.actor.role == "patient":  # a patient's home is the list of accesses to their record
+        return redirect(request, "/app/access-history")
     rt = runtime(request)
     patients: list[dict[str, Any]] = []
     denied = None

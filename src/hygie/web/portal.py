@@ -44,7 +44,7 @@ def _row(request: Request, item: dict[str, Any]) -> dict[str, Any]:
     action = item["action"]
     return {
         "when": moment(item["at"], request),
-        "who": item["who"],
+        "who": item["who"] if item["who"] != "?" else translate(request, N_("compte supprimé")),
         "role": translate(request, ROLES.get(item["role"] or "", N_("Inconnu"))),
         "what": translate(request, ACTIONS.get(action, N_("Autre accès"))),
         "outcome": item["outcome"],
