@@ -21,9 +21,9 @@ stdout.
 
     .venv/bin/python bench/bench_web.py            # 20 patients, 4 clients, 8 s per page
     .venv/bin/python bench/bench_web.py --quick    # 5 patients, 2 clients, 2 s per page
-    .venv/bin/python bench/bench_web.py --pages calendar_week --out /tmp/web.json
+    .venv/bin/python bench/bench_web.py --pages calendar_week --out web-calendar.json
     .venv/bin/python bench/bench_web.py --past-appointments 20000 --pages calendar_week \
-        --out /tmp/web-history.json      # six years of a busy practice's appointments
+        --out web-history.json     # six years of a busy practice's appointments
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ functions with the most own time. Writes bench/results/profile_web.json.
 back from the oldest): the calendar's cost as a practice's history grows.
 
     .venv/bin/python bench/profile_web.py                    # 20 patients, 10 rounds
-    .venv/bin/python bench/profile_web.py --keep /tmp/pw     # keep/reuse the instance there
-    .venv/bin/python bench/profile_web.py --past-appointments 20000 --out /tmp/pw.json
+    .venv/bin/python bench/profile_web.py --keep ./pw-instance   # keep/reuse the instance there
+    .venv/bin/python bench/profile_web.py --past-appointments 20000 --out pw.json
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -39,7 +38,7 @@ from sqlalchemy import Engine, inspect, make_url, select, text
 from hygie.crypto import Keyring, KeySource
 from hygie.crypto.keyring import write_secret_file
 from hygie.errors import DataDirError, HygieError, IntegrityFailure, KeyFailure
-from hygie.fsutil import fsync_dir, fsync_file, write_new
+from hygie.fsutil import copy_new, fsync_dir, fsync_file, write_new
 from hygie.ledger import audit
 from hygie.ledger.checkpoint import open_checkpoint
 from hygie.ledger.log import KEY_FILE, Ledger, origin_for
@@ -318,21 +317,7 @@ def _copy_rollback_mode(src: Path, dest: Path) -> tuple[str, int]:
     hashes the same, unchanging, file: the two overlap on two cores."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashed = pool.submit(_hash_file, src, _ROLLBACK_HEADER)
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with src.open("rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                copied = _kernel_copy(f.fileno(), fd, size)
-            if copied < size:  # no copy_file_range here: the plain way
-                os.ftruncate(fd, 0)
-                os.lseek(fd, 0, os.SEEK_SET)
-                with src.open("rb") as f:
-                    while chunk := f.read(8 << 20):
-                        _write_all(fd, chunk)
-            os.pwrite(fd, _ROLLBACK_HEADER[1], _ROLLBACK_HEADER[0])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        size = copy_new(src, dest, patch=_ROLLBACK_HEADER)
         digest = hashed.result()
     if digest[1] != size:
         raise BackupError("the SQLite database file changed while it was being copied")
@@ -340,27 +325,6 @@ def _copy_rollback_mode(src: Path, dest: Path) -> tuple[str, int]:
 
 
 _ROLLBACK_HEADER = (18, b"\x01\x01")  # file format write/read versions: 1 = rollback journal
-
-
-def _kernel_copy(src_fd: int, dest_fd: int, size: int) -> int:
-    """Bytes copied by ``copy_file_range`` (0 where the kernel or file system has none)."""
-    done = 0
-    try:
-        while done < size:
-            n = os.copy_file_range(src_fd, dest_fd, min(1 << 30, size - done))
-            if n == 0:
-                break
-            done += n
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) or done:
-            raise
-    return done
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _hash_file(path: Path, patch: tuple[int, bytes] | None = None) -> tuple[str, int]:
@@ -384,19 +348,7 @@ def _hash_file(path: Path, patch: tuple[int, bytes] | None = None) -> tuple[str,
 
 def _copy_then_hash(src: Path, dest: Path) -> tuple[str, int]:
     """Copy ``src`` into the new file ``dest`` (0600, fsynced), then hash ``dest``."""
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with src.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if _kernel_copy(f.fileno(), fd, size) < size:  # no copy_file_range here
-                os.ftruncate(fd, 0)
-                os.lseek(fd, 0, os.SEEK_SET)
-                f.seek(0)
-                while chunk := f.read(8 << 20):
-                    _write_all(fd, chunk)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    copy_new(src, dest)
     return _digest(dest)
 
 

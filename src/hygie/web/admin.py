@@ -47,8 +47,13 @@ def _admin_only(request: Request, ws: Any) -> Response | None:
         request, N_("Cette page est réservée à l'administration.")))
 
 
-def _actor_label(ws: Any) -> str:
-    return f"user:{ws.actor.id}"
+def _record(conn: Any, request: Request, ws: Any, action: str, rid: str) -> None:
+    """The ledger entry of an administrator's action on an API client (ids only)."""
+    ctx = auth.context(request)
+    audit.append(conn, runtime(request).settings.tenant, [audit.AuditEntry(
+        actor=ws.actor.label, actor_kind="user", action=action, outcome=audit.SUCCESS,
+        rid=rid, request_id=ctx.request_id, client_address=ctx.client_address,
+        actor_role="admin")])
 
 
 # -- accounts ---------------------------------------------------------------------------------
@@ -194,11 +199,7 @@ def client_add(request: Request, ws: Signed, form: SessionForm) -> Response:
         with transaction(rt.engine) as conn:
             cid, secret = clients.create_client(conn, tenant=rt.settings.tenant, name=name,
                                                 scopes=scopes)
-            ctx = auth.context(request)
-            audit.append(conn, rt.settings.tenant, [audit.AuditEntry(
-                actor=_actor_label(ws), actor_kind="user", action="client-add",
-                outcome=audit.SUCCESS, rid=cid, request_id=ctx.request_id,
-                client_address=ctx.client_address, actor_role="admin")])
+            _record(conn, request, ws, "client-add", cid)
             return cid, secret
 
     try:
@@ -214,7 +215,7 @@ def client_add(request: Request, ws: Signed, form: SessionForm) -> Response:
 
 @router.post("/app/admin/clients/{client_id}/revoke")
 def client_revoke(request: Request, client_id: str, ws: Signed,
-                        form: SessionForm) -> Response:
+                  form: SessionForm) -> Response:
     denied = _admin_only(request, ws)
     if denied:
         return denied
@@ -223,11 +224,7 @@ def client_revoke(request: Request, client_id: str, ws: Signed,
     def work() -> None:
         with transaction(rt.engine) as conn:
             clients.revoke_client(conn, tenant=rt.settings.tenant, client_id=client_id[:64])
-            ctx = auth.context(request)
-            audit.append(conn, rt.settings.tenant, [audit.AuditEntry(
-                actor=_actor_label(ws), actor_kind="user", action="client-revoke",
-                outcome=audit.SUCCESS, rid=client_id[:64], request_id=ctx.request_id,
-                client_address=ctx.client_address, actor_role="admin")])
+            _record(conn, request, ws, "client-revoke", client_id[:64])
 
     try:
         work()

@@ -20,7 +20,7 @@ from hygie.errors import Forbidden
 from hygie.web import auth
 from hygie.web.account import moment
 from hygie.web.pages import N_, Signed
-from hygie.web.templating import render, translate
+from hygie.web.templating import ROLE_LABELS, render, translate
 
 router = APIRouter(include_in_schema=False)
 SHOWN = 500  # the most recent accesses listed on the page
@@ -34,10 +34,8 @@ ACTIONS = {
     "erase": N_("Effacement"), "import": N_("Import"),
 }
 OUTCOMES = {"success": N_("autorisé"), "denied": N_("refusé"), "error": N_("échec")}
-ROLES = {"practitioner": N_("Praticien"), "secretary": N_("Secrétariat"),
-         "dpo": N_("Délégué à la protection des données"), "security": N_("Sécurité"),
-         "admin": N_("Administration"), "api-client": N_("Logiciel connecté"),
-         "system": N_("Hygie (opération technique)"), "patient": N_("Patient")}
+ROLES = {**ROLE_LABELS, "api-client": N_("Logiciel connecté"),
+         "system": N_("Hygie (opération technique)")}
 
 
 def _row(request: Request, item: dict[str, Any]) -> dict[str, Any]:
